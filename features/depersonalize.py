@@ -1,0 +1,192 @@
+"""Depersonalization: what may leave the feature process, declared per field.
+
+Every field of an event gets one policy: drop it, pseudonymize it (keyed HMAC, so the same
+person gets the same key in every source and in both drivers, and joins still work), generalize
+it (coarse location), redact it (free text through presidio-analyzer's recognizers), or keep it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+import regex
+import tldextract
+from presidio_analyzer import EntityRecognizer, PatternRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+)
+
+DEV_SECRET = "samestream-dev-secret-change-me"
+
+# Every entity the recognizers know holds a digit (card, IBAN, IPv4), an "@" (email) or "::"
+# (IPv6): text without any of them is skipped with one cheap scan.
+_MAY_HOLD_ENTITY = re.compile(r"[0-9@]|::")
+
+
+class Policy(str, Enum):
+    """What happens to one field before anything leaves the feature process."""
+
+    DROP = "drop"
+    PSEUDONYMIZE = "pseudonymize"
+    GENERALIZE = "generalize"
+    REDACT = "redact"
+    KEEP = "keep"
+
+
+class Pseudonymizer:
+    """Keyed HMAC-SHA256 pseudonyms: stable per (domain, value), irreversible without the secret.
+
+    The domain ("customer", "card", "device") keeps equal strings of different kinds apart while
+    letting every source that names the same customer join on the same pseudonym.
+    """
+
+    def __init__(self, secret: str | bytes, length: int = 20) -> None:
+        if not secret:
+            raise ValueError("pseudonymization secret is empty: set SAMESTREAM_SECRET")
+        self._key = secret.encode() if isinstance(secret, str) else secret
+        self._length = length
+
+    def __call__(self, domain: str, value: str) -> str:
+        digest = hmac.digest(self._key, f"{domain}\x1f{value}".encode(), "sha256")
+        return digest.hex()[: self._length]
+
+
+def generalize_coordinate(value: float, decimals: int = 2) -> float:
+    """Round a coordinate to about 1 km (2 decimals) so a location no longer pins an address."""
+    return round(value, decimals)
+
+
+class _OfflineEmailRecognizer(EmailRecognizer):
+    """presidio's email recognizer, validating top-level domains from the bundled suffix list.
+
+    The stock recognizer asks tldextract to download the public-suffix list on first use; the
+    feature process must never reach the network, so the snapshot shipped with tldextract is used.
+    """
+
+    _extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return bool(self._extract(pattern_text).fqdn)
+
+
+class Redactor:
+    """Replaces personal data in free text with `<ENTITY_TYPE>` placeholders.
+
+    presidio-analyzer's pattern recognizers (email, card number with Luhn check, IBAN with
+    checksum, IP address) find the entities; no spaCy model is needed, so nothing is downloaded.
+    Their patterns are compiled once into one prefilter, so text that cannot hold an entity costs
+    one regex scan instead of a pass of every recognizer. `known` values (the cardholder's own
+    name and email from the same event) are redacted too: names are not found by patterns.
+    """
+
+    def __init__(self, recognizers: Iterable[EntityRecognizer] | None = None) -> None:
+        self.recognizers: tuple[PatternRecognizer, ...] = tuple(
+            recognizers
+            if recognizers is not None
+            else (
+                _OfflineEmailRecognizer(),
+                CreditCardRecognizer(),
+                IbanRecognizer(),
+                IpRecognizer(),
+            )
+        )
+
+    @cached_property
+    def _prefilter(self) -> regex.Pattern[str]:
+        alternatives = [f"(?:{p.regex})" for r in self.recognizers for p in r.patterns]
+        return regex.compile("|".join(alternatives), regex.IGNORECASE | regex.MULTILINE)
+
+    def entities(self, text: str) -> list[tuple[int, int, str]]:
+        """Return (start, end, entity_type) of every entity found, overlaps merged."""
+        if not text or _MAY_HOLD_ENTITY.search(text) is None:
+            return []
+        if self._prefilter.search(text) is None:
+            return []
+        spans: list[tuple[int, int, str]] = []
+        for recognizer in self.recognizers:
+            for result in recognizer.analyze(text, recognizer.supported_entities, None):
+                if result.score >= 0.5:
+                    spans.append((result.start, result.end, result.entity_type))
+        return _merge(spans)
+
+    def redact(self, text: str, known: Iterable[str] = ()) -> tuple[str, int]:
+        """Return the text with personal data replaced, and how many entities were replaced."""
+        if not text:
+            return text, 0
+        spans = self.entities(text)
+        lowered = text.lower()
+        for value in known:
+            value = value.strip()
+            if len(value) < 3:
+                continue
+            start = lowered.find(value.lower())
+            while start != -1:
+                spans.append((start, start + len(value), "PERSON_DATA"))
+                start = lowered.find(value.lower(), start + len(value))
+        if not spans:
+            return text, 0
+        merged = _merge(spans)
+        parts: list[str] = []
+        cursor = 0
+        for start, end, entity in merged:
+            parts.append(text[cursor:start])
+            parts.append(f"<{entity}>")
+            cursor = end
+        parts.append(text[cursor:])
+        return "".join(parts), len(merged)
+
+
+def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    merged: list[tuple[int, int, str]] = []
+    for start, end, entity in sorted(spans):
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2])
+        else:
+            merged.append((start, end, entity))
+    return merged
+
+
+def redact_payload(
+    payload: Mapping[str, Any] | bytes | str, personal_fields: Iterable[str], redactor: Redactor
+) -> str:
+    """Make a rejected event safe to keep as a dead letter: personal fields masked, text redacted.
+
+    A dead letter must say what was wrong without becoming a leak of its own.
+    """
+    if isinstance(payload, Mapping):
+        masked = {
+            k: ("<redacted>" if k in personal_fields else _printable(v)) for k, v in payload.items()
+        }
+        text = repr(masked)
+    else:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        if len(text) > 4096:
+            text = text[:4096] + "…"
+        for name in personal_fields:
+            text = regex.sub(
+                rf'("{regex.escape(name)}"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}}\]]+)',
+                r'\1"<redacted>"',
+                text,
+            )
+    return redactor.redact(text)[0]
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > 256:
+        return value[:256] + "…"
+    return value
+
+
+def secret_fingerprint(secret: str) -> str:
+    """A short, non-reversible id of the secret, so rows made with different keys are told apart."""
+    return hashlib.sha256(b"samestream-secret-id:" + secret.encode()).hexdigest()[:12]

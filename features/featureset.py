@@ -1,0 +1,242 @@
+"""The FeatureSet contract every use case implements, and the in-process runner.
+
+A FeatureSet turns raw events into depersonalized feature rows through a short chain of keyed
+stages. It holds no I/O: the batch driver (training) and the stream driver (serving) feed it
+events and own the state stores, which is what keeps training and serving features identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from types import ModuleType
+from typing import Any, ClassVar
+
+import msgspec
+
+from features.depersonalize import Redactor, redact_payload
+from features.state import DictStore, State
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+Record = dict[str, Any]
+"""A JSON-shaped, depersonalized event or row: what flows between stages and out of them."""
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime, exact (no float rounding)."""
+    return (moment - EPOCH) // _MS
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be processed; `reason` says what was wrong and where."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One keyed step: `process(record, state)` sees only the state of `key(record)`."""
+
+    name: str
+    key: Callable[[Record], str]
+    process: Callable[[Record, State], list[Record]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected event: why, where it came from, and its payload with personal data masked."""
+
+    source: str
+    position: str
+    kind: str
+    reason: str
+    payload: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one event produced: feature rows, label rows, or a dead letter."""
+
+    rows: list[Record] = field(default_factory=list)
+    labels: list[Record] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+
+
+class FeatureSet(ABC):
+    """Plain, versioned feature code for one use case.
+
+    Subclasses declare their event schemas, the personal fields of those events, the columns
+    of the rows they emit and the model features among them, and implement `depersonalize`,
+    `event_time_ms` and `stages`. Everything a model is trained on comes out of these methods.
+    """
+
+    name: ClassVar[str]
+    schemas: ClassVar[Mapping[str, type[msgspec.Struct]]]
+    """Event kind -> schema; the kind is also the `type` tag of events on a shared topic."""
+    kind_order: ClassVar[Mapping[str, int]]
+    """Tie-break among kinds at one timestamp (labels known at t count for a payment at t)."""
+    personal_fields: ClassVar[frozenset[str]]
+    columns: ClassVar[Mapping[str, str]]
+    """Row column -> one of str, int, float, bool, ts_ms (epoch milliseconds)."""
+    feature_names: ClassVar[tuple[str, ...]]
+    """The numeric columns a model takes as input, in order."""
+    label_columns: ClassVar[Mapping[str, str]]
+    entity_column: ClassVar[str]
+    """Row column naming the entity a row is about (its pseudonym), e.g. the card."""
+    row_id: ClassVar[str]
+    """Row column that identifies a row and joins it to its label."""
+    modules: ClassVar[tuple[ModuleType, ...]] = ()
+    """Modules whose source defines this FeatureSet; their hash is its version."""
+
+    def __init__(self) -> None:
+        self.redactor = Redactor()
+        self._decoders = {kind: msgspec.json.Decoder(schema) for kind, schema in self.schemas.items()}
+        self._any_decoder = msgspec.json.Decoder(_union(tuple(self.schemas.values())))
+
+    @cached_property
+    def version(self) -> str:
+        """Hash of the definition: the source of every module that shapes the rows, and params."""
+        digest = hashlib.sha256()
+        for module in (*_core_modules(), *self.modules, inspect.getmodule(type(self))):
+            digest.update(inspect.getsource(module).encode())  # type: ignore[arg-type]
+        digest.update(repr(sorted(self.params().items())).encode())
+        return digest.hexdigest()[:12]
+
+    def params(self) -> dict[str, Any]:
+        """Settings that change the rows (not secrets); part of the version."""
+        return {}
+
+    def parse(self, kind: str | None, payload: bytes | str | Mapping[str, Any]) -> msgspec.Struct:
+        """Validate one raw event into its schema, or raise `InvalidEvent` saying why.
+
+        `kind` names the schema (a file of payments); None reads it from the payload's `type`
+        field (a topic that carries several kinds). Bytes are JSON; a mapping comes from a
+        columnar file, where CSV strings are converted to the declared types.
+        """
+        try:
+            if isinstance(payload, bytes | str):
+                decoder = self._any_decoder if kind is None else self._decoder(kind)
+                event = decoder.decode(payload)
+            else:
+                schema = self._schema(kind if kind is not None else str(payload.get("type")))
+                event = msgspec.convert(payload, schema, strict=False)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidEvent(f"schema violation: {exc}") from None
+        except (UnicodeDecodeError, RecursionError, OverflowError, ValueError) as exc:
+            raise InvalidEvent(f"unreadable payload: {type(exc).__name__}: {exc}") from None
+        self.check(event)
+        return event
+
+    def _decoder(self, kind: str) -> msgspec.json.Decoder:
+        try:
+            return self._decoders[kind]
+        except KeyError:
+            raise InvalidEvent(f"unknown event kind {kind!r}; expected one of {sorted(self.schemas)}") from None
+
+    def _schema(self, kind: str) -> type[msgspec.Struct]:
+        try:
+            return self.schemas[kind]
+        except KeyError:
+            raise InvalidEvent(f"unknown event kind {kind!r}; expected one of {sorted(self.schemas)}") from None
+
+    def kind_of(self, event: msgspec.Struct) -> str:
+        return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+    def check(self, event: msgspec.Struct) -> None:
+        """Rules a schema cannot express (unknown references, impossible values)."""
+
+    @abstractmethod
+    def event_time_ms(self, event: msgspec.Struct) -> int:
+        """When the event happened in the world: the order both drivers replay in."""
+
+    @abstractmethod
+    def depersonalize(self, event: msgspec.Struct) -> Record:
+        """The first step: the event as a record with nothing identifying left in it."""
+
+    @property
+    @abstractmethod
+    def stages(self) -> tuple[Stage, ...]:
+        """The keyed steps, in order; the last one emits feature rows."""
+
+    def label_rows(self, record: Record) -> list[Record]:
+        """Label rows carried by a depersonalized record (none for most kinds)."""
+        return []
+
+    def dead_letter(self, source: str, position: str, kind: str | None, reason: str, payload: Any) -> DeadLetter:
+        """A dead letter for a rejected payload, safe to store: personal data masked."""
+        return DeadLetter(
+            source=source,
+            position=position,
+            kind=kind or "unknown",
+            reason=reason,
+            payload=redact_payload(payload, self.personal_fields, self.redactor),
+        )
+
+
+def _union(types: tuple[type, ...]) -> Any:
+    union: Any = types[0]
+    for t in types[1:]:
+        union = union | t
+    return union
+
+
+def _core_modules() -> tuple[ModuleType, ...]:
+    import features.depersonalize
+    import features.featureset
+    import features.geo
+    import features.windows
+
+    return (features.depersonalize, features.featureset, features.geo, features.windows)
+
+
+class LocalRunner:
+    """Runs a FeatureSet in this process, one event at a time, with in-memory state.
+
+    The batch driver feeds it history in event-time order; tests feed it single events. Stages
+    run in order, each with the state of its own key, as the stream driver runs them across
+    repartitioned topics.
+    """
+
+    def __init__(self, featureset: FeatureSet) -> None:
+        self.featureset = featureset
+        self.stores = {stage.name: DictStore() for stage in featureset.stages}
+
+    def run(self, event: msgspec.Struct) -> Outcome:
+        """Process one validated event through every stage."""
+        fs = self.featureset
+        record = fs.depersonalize(event)
+        outcome = Outcome(labels=fs.label_rows(record))
+        records = [record]
+        for stage in fs.stages:
+            store = self.stores[stage.name]
+            records = [out for r in records for out in stage.process(r, store.state(stage.key(r)))]
+        outcome.rows = records
+        return outcome
+
+    def process(
+        self,
+        kind: str | None,
+        payload: bytes | str | Mapping[str, Any],
+        source: str = "inline",
+        position: str = "",
+    ) -> Outcome:
+        """Validate and run one raw event; a bad one comes back as a dead letter, never raised."""
+        try:
+            event = self.featureset.parse(kind, payload)
+        except InvalidEvent as exc:
+            return Outcome(
+                dead_letter=self.featureset.dead_letter(source, position, kind, exc.reason, payload)
+            )
+        return self.run(event)
+
+    def process_many(self, events: Iterable[tuple[str | None, Any]]) -> list[Outcome]:
+        return [self.process(kind, payload, position=str(i)) for i, (kind, payload) in enumerate(events)]

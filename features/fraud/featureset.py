@@ -1,0 +1,280 @@
+"""Fraud features: merchant risk from delayed labels, then the customer's payment history.
+
+Two keyed stages. The merchant stage sees payments and labels of one merchant in event-time
+order and attaches the merchant's fraud rate as known at the payment's time (only labels whose
+`known_at` is not after the payment count: the feedback delay is explicit). The customer stage
+attaches the customer's history: time since the last payment, distance and implied speed from
+it, the amount against the running mean and deviation, and counts and spend over 1 h, 1 d,
+7 d and 30 d. Raw identifiers never reach a stage: they are pseudonymized first, so state keys,
+changelogs and repartition topics hold pseudonyms only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from math import cos, log1p, pi, sin, sqrt
+from typing import Any, ClassVar
+
+import msgspec
+
+from features.depersonalize import DEV_SECRET, Pseudonymizer, generalize_coordinate
+from features.featureset import FeatureSet, InvalidEvent, Record, Stage, to_ms
+from features.fraud import lookups as lookups_module
+from features.fraud import schemas as schemas_module
+from features.fraud.lookups import CATEGORIES, EUR_PER_UNIT, Merchant
+from features.fraud.schemas import FraudLabel, Payment
+from features.geo import haversine_km
+from features.state import State
+from features.windows import DAY_MS, HOUR_MS, Windows
+
+CHANNELS: tuple[str, ...] = ("pos", "contactless", "online", "atm")
+SPEND_WINDOWS = {"1h": HOUR_MS, "1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
+LABEL_WINDOWS = {"7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
+RECENT_DEVICES = 8
+MAX_SPEED_KMH = 20_000.0
+RISK_PRIOR = 0.01
+RISK_PRIOR_WEIGHT = 20.0
+
+FEATURES: tuple[str, ...] = (
+    "log_amount",
+    "foreign_currency",
+    "hour_sin",
+    "hour_cos",
+    "weekend",
+    *(f"channel_{c}" for c in CHANNELS),
+    *(f"category_{c}" for c in (*CATEGORIES, "other")),
+    "first_payment",
+    "log_secs_since_last",
+    "log_km_from_last",
+    "log_speed_kmh",
+    "log_km_from_usual",
+    "amount_z",
+    "log_amount_ratio",
+    *(f"count_{w}" for w in SPEND_WINDOWS),
+    *(f"log_spend_{w}" for w in SPEND_WINDOWS),
+    "new_device",
+    "new_ip",
+    "merchant_fraud_rate_30d",
+    "merchant_frauds_7d",
+    "merchant_log_labels_30d",
+    "email_matches_name",
+    "reference_has_pii",
+)
+
+
+class FraudFeatureSet(FeatureSet):
+    """Features for scoring a card payment at the moment it is made.
+
+    Parameters
+    ----------
+    merchants:
+        The merchant reference (id -> category and location). A payment or label naming a
+        merchant missing from it is rejected as a dead letter.
+    secret:
+        Key of the HMAC pseudonyms; the same secret in batch and stream gives the same keys.
+    """
+
+    name: ClassVar[str] = "fraud"
+    schemas: ClassVar[Mapping[str, type[msgspec.Struct]]] = {"payment": Payment, "label": FraudLabel}
+    kind_order: ClassVar[Mapping[str, int]] = {"label": 0, "payment": 1}
+    personal_fields: ClassVar[frozenset[str]] = frozenset(
+        {"customer_id", "card_number", "device_id", "ip", "cardholder_name", "email", "reference"}
+    )
+    feature_names: ClassVar[tuple[str, ...]] = FEATURES
+    columns: ClassVar[Mapping[str, str]] = {
+        "payment_id": "str",
+        "event_time": "ts_ms",
+        "customer_key": "str",
+        "card_key": "str",
+        "merchant_id": "str",
+        "category": "str",
+        "channel": "str",
+        "amount_eur": "float",
+        "reference_redacted": "str",
+        **{name: "float" for name in FEATURES},
+    }
+    label_columns: ClassVar[Mapping[str, str]] = {
+        "payment_id": "str",
+        "is_fraud": "bool",
+        "known_at": "ts_ms",
+    }
+    entity_column: ClassVar[str] = "card_key"
+    row_id: ClassVar[str] = "payment_id"
+    modules = (schemas_module, lookups_module)
+
+    def __init__(self, merchants: Mapping[str, Merchant], secret: str = DEV_SECRET) -> None:
+        super().__init__()
+        self.merchants = merchants
+        self.pseudonym = Pseudonymizer(secret)
+        self._spend = Windows("spend", tuple(SPEND_WINDOWS.values()))
+        self._labels = Windows("labels", tuple(LABEL_WINDOWS.values()))
+        self._stages = (
+            Stage("merchant", _merchant_key, self._merchant_stage),
+            Stage("customer", _customer_key, self._customer_stage),
+        )
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return self._stages
+
+    def check(self, event: msgspec.Struct) -> None:
+        merchant_id = event.merchant_id  # type: ignore[attr-defined]
+        if merchant_id not in self.merchants:
+            raise InvalidEvent(f"unknown reference: merchant_id {merchant_id!r} is not in the merchant reference")
+        if isinstance(event, Payment) and event.currency not in EUR_PER_UNIT:
+            raise InvalidEvent(
+                f"unknown reference: currency {event.currency!r} has no rate; known: {sorted(EUR_PER_UNIT)}"
+            )
+
+    def event_time_ms(self, event: msgspec.Struct) -> int:
+        return to_ms(event.ts if isinstance(event, Payment) else event.known_at)  # type: ignore[attr-defined]
+
+    def depersonalize(self, event: msgspec.Struct) -> Record:
+        if isinstance(event, FraudLabel):
+            return {
+                "kind": "label",
+                "t": to_ms(event.known_at),
+                "payment_id": event.payment_id,
+                "merchant_id": event.merchant_id,
+                "is_fraud": event.is_fraud,
+            }
+        assert isinstance(event, Payment)
+        p = self.pseudonym
+        reference, found = self.redactor.redact(event.reference, (event.cardholder_name, event.email))
+        return {
+            "kind": "payment",
+            "t": to_ms(event.ts),
+            "payment_id": event.payment_id,
+            "customer": p("customer", event.customer_id),
+            "card": p("card", event.card_number),
+            "device": p("device", event.device_id),
+            "ip": p("ip", event.ip),
+            "merchant_id": event.merchant_id,
+            "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency], 2),
+            "foreign": event.currency != "EUR",
+            "lat": generalize_coordinate(event.lat),
+            "lon": generalize_coordinate(event.lon),
+            "channel": event.channel,
+            "email_matches_name": _email_matches_name(event.email, event.cardholder_name),
+            "reference": reference,
+            "reference_pii": found,
+        }
+
+    def label_rows(self, record: Record) -> list[Record]:
+        if record["kind"] != "label":
+            return []
+        return [{"payment_id": record["payment_id"], "is_fraud": record["is_fraud"], "known_at": record["t"]}]
+
+    def _merchant_stage(self, record: Record, state: State) -> list[Record]:
+        """Merchant risk as known at the payment's time; labels only update it."""
+        if record["kind"] == "label":
+            self._labels.add(state, record["t"], 1.0 if record["is_fraud"] else 0.0)
+            return []
+        (_, frauds_7d), (labels_30d, frauds_30d) = self._labels.query(state, record["t"])
+        record["merchant_fraud_rate_30d"] = (frauds_30d + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (
+            labels_30d + RISK_PRIOR_WEIGHT
+        )
+        record["merchant_frauds_7d"] = frauds_7d
+        record["merchant_log_labels_30d"] = log1p(labels_30d)
+        return [record]
+
+    def _customer_stage(self, record: Record, state: State) -> list[Record]:
+        """The customer's history before this payment, then the payment joins that history."""
+        t: int = record["t"]
+        amount: float = record["amount_eur"]
+        lat: float = record["lat"]
+        lon: float = record["lon"]
+        last = state.get("last")
+        stats = state.get("stats") or [0, 0.0, 0.0, 0.0, 0.0]
+        seen = state.get("seen") or {"device": [], "ip": []}
+        spend = self._spend.query(state, t)
+
+        count, mean, m2, mean_lat, mean_lon = stats
+        if last is None:
+            secs = km_last = speed = km_usual = 0.0
+        else:
+            secs = max(0.0, (t - last[0]) / 1000.0)
+            km_last = haversine_km(last[1], last[2], lat, lon)
+            speed = min(MAX_SPEED_KMH, km_last / max(secs / 3600.0, 1 / 60))
+            km_usual = haversine_km(mean_lat, mean_lon, lat, lon)
+        std = sqrt(m2 / (count - 1)) if count > 1 else 0.0
+        category = self.merchants[record["merchant_id"]].category
+        category = category if category in CATEGORIES else "other"
+        hour = (t // 1000 % 86_400) / 3600.0
+        weekday = (t // DAY_MS + 3) % 7
+
+        row: Record = {
+            "payment_id": record["payment_id"],
+            "event_time": t,
+            "customer_key": record["customer"],
+            "card_key": record["card"],
+            "merchant_id": record["merchant_id"],
+            "category": category,
+            "channel": record["channel"],
+            "amount_eur": amount,
+            "reference_redacted": record["reference"],
+            "log_amount": log1p(amount),
+            "foreign_currency": float(record["foreign"]),
+            "hour_sin": sin(2 * pi * hour / 24),
+            "hour_cos": cos(2 * pi * hour / 24),
+            "weekend": float(weekday >= 5),
+            **{f"channel_{c}": float(record["channel"] == c) for c in CHANNELS},
+            **{f"category_{c}": float(category == c) for c in (*CATEGORIES, "other")},
+            "first_payment": float(last is None),
+            "log_secs_since_last": log1p(secs),
+            "log_km_from_last": log1p(km_last),
+            "log_speed_kmh": log1p(speed),
+            "log_km_from_usual": log1p(km_usual),
+            "amount_z": max(-10.0, min(10.0, (amount - mean) / max(std, 1.0))) if count else 0.0,
+            "log_amount_ratio": log1p(amount) - log1p(mean) if count else 0.0,
+            **{f"count_{w}": float(n) for w, (n, _) in zip(SPEND_WINDOWS, spend, strict=True)},
+            **{f"log_spend_{w}": log1p(max(0.0, s)) for w, (_, s) in zip(SPEND_WINDOWS, spend, strict=True)},
+            "new_device": float(last is not None and record["device"] not in seen["device"]),
+            "new_ip": float(last is not None and record["ip"] not in seen["ip"]),
+            "merchant_fraud_rate_30d": record["merchant_fraud_rate_30d"],
+            "merchant_frauds_7d": record["merchant_frauds_7d"],
+            "merchant_log_labels_30d": record["merchant_log_labels_30d"],
+            "email_matches_name": float(record["email_matches_name"]),
+            "reference_has_pii": float(record["reference_pii"] > 0),
+        }
+
+        count += 1
+        delta = amount - mean
+        mean += delta / count
+        m2 += delta * (amount - mean)
+        mean_lat += (lat - mean_lat) / count
+        mean_lon += (lon - mean_lon) / count
+        state.set("stats", [count, mean, m2, mean_lat, mean_lon])
+        if last is None or t >= last[0]:
+            state.set("last", [t, lat, lon])
+        _remember(seen["device"], record["device"])
+        _remember(seen["ip"], record["ip"])
+        state.set("seen", seen)
+        self._spend.add(state, t, amount)
+        return [row]
+
+
+def _merchant_key(record: Record) -> str:
+    return str(record["merchant_id"])
+
+
+def _customer_key(record: Record) -> str:
+    return str(record["customer"])
+
+
+def _remember(recent: list[Any], value: Any) -> None:
+    if value in recent:
+        recent.remove(value)
+    recent.append(value)
+    if len(recent) > RECENT_DEVICES:
+        del recent[0]
+
+
+def _email_matches_name(email: str, name: str) -> bool:
+    """Whether the email's local part contains a part of the cardholder's name.
+
+    Account takeovers often change the contact email; this keeps that signal without keeping
+    either value.
+    """
+    local = email.partition("@")[0].lower()
+    return any(len(part) >= 3 and part in local for part in name.lower().replace("-", " ").split())

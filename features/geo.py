@@ -1,0 +1,16 @@
+"""Great-circle distance, used for distance and implied-speed features."""
+
+from __future__ import annotations
+
+from math import asin, cos, radians, sin, sqrt
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Distance in km between two points given in degrees."""
+    p1, p2 = radians(lat1), radians(lat2)
+    dlat = p2 - p1
+    dlon = radians(lon2 - lon1)
+    h = sin(dlat / 2) ** 2 + cos(p1) * cos(p2) * sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))

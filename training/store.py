@@ -1,0 +1,142 @@
+"""DuckDB tables of a use case: feature rows, labels, dead letters, and materialization runs.
+
+Rows are keyed by (row id, FeatureSet version), labels by (row id, known_at) and dead letters
+by (source, position, version), and written with INSERT OR IGNORE, so writing the same input
+twice, or finishing an interrupted run, never duplicates a row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from features.featureset import DeadLetter, FeatureSet
+
+_SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "ts_ms": "TIMESTAMP"}
+_ARROW_TYPES = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "ts_ms": pa.timestamp("ms"),
+}
+DEAD_LETTER_COLUMNS = {"source": "str", "position": "str", "kind": "str", "reason": "str", "payload": "str"}
+
+
+class DatabaseBusy(RuntimeError):
+    """The DuckDB file is held by another process (a notebook, a second materialize)."""
+
+
+def connect(
+    path: str | Path, read_only: bool = False, retries: int = 10, wait_s: float = 1.0
+) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, retrying while another process holds its write lock."""
+    if read_only and not Path(path).exists():
+        raise FileNotFoundError(f"{path} does not exist: run `samestream materialize` first")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(retries):
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if attempt == retries - 1:
+                raise DatabaseBusy(
+                    f"{path} is open in another process (a notebook or another samestream command); "
+                    "close it there, or read it with duckdb.connect(path, read_only=True) while writing here"
+                ) from exc
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
+
+
+def table_names(use_case: str) -> dict[str, str]:
+    return {
+        "features": f"{use_case}_features",
+        "labels": f"{use_case}_labels",
+        "dead_letters": f"{use_case}_dead_letters",
+    }
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> None:
+    """Create the use case's tables if they do not exist yet."""
+    names = table_names(fs.name)
+    feature_cols = ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in fs.columns.items())
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {names['features']} ({feature_cols}, featureset_version VARCHAR, "
+        f'PRIMARY KEY ("{fs.row_id}", featureset_version))'
+    )
+    label_cols = ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in fs.label_columns.items())
+    time_col = next(c for c, t in fs.label_columns.items() if t == "ts_ms")
+    con.execute(
+        f'CREATE TABLE IF NOT EXISTS {names["labels"]} ({label_cols}, PRIMARY KEY ("{fs.row_id}", "{time_col}"))'
+    )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {names['dead_letters']} (source VARCHAR, position VARCHAR, kind VARCHAR, "
+        "reason VARCHAR, payload VARCHAR, featureset_version VARCHAR, "
+        "PRIMARY KEY (source, position, featureset_version))"
+    )
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS materializations (use_case VARCHAR, featureset_version VARCHAR, "
+        "input_fingerprint VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, events_read BIGINT, "
+        "rows_written BIGINT, labels_written BIGINT, dead_letters BIGINT, completed BOOLEAN, "
+        "PRIMARY KEY (use_case, featureset_version, input_fingerprint))"
+    )
+
+
+class TableWriter:
+    """Buffers rows column by column and appends them in large Arrow batches."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        columns: Mapping[str, str],
+        constants: Mapping[str, Any] | None = None,
+        batch_rows: int = 50_000,
+    ) -> None:
+        self.con = con
+        self.table = table
+        self.columns = dict(columns)
+        self.constants = dict(constants or {})
+        self.batch_rows = batch_rows
+        self._buffer: dict[str, list[Any]] = {c: [] for c in self.columns}
+        self._pending = 0
+        self.written = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        for name, values in self._buffer.items():
+            values.append(row[name])
+        self._pending += 1
+        if self._pending >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        arrays = {c: pa.array(v, type=_ARROW_TYPES[self.columns[c]]) for c, v in self._buffer.items()}
+        for name, value in self.constants.items():
+            arrays[name] = pa.array([value] * self._pending, type=pa.string())
+        batch = pa.table(arrays)  # noqa: F841  (read by DuckDB's replacement scan below)
+        before = self._count()
+        self.con.execute(f"INSERT OR IGNORE INTO {self.table} BY NAME SELECT * FROM batch")
+        self.written += self._count() - before
+        self._buffer = {c: [] for c in self.columns}
+        self._pending = 0
+
+    def _count(self) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]  # type: ignore[index]
+
+
+def dead_letter_row(letter: DeadLetter) -> dict[str, str]:
+    return {
+        "source": letter.source,
+        "position": letter.position,
+        "kind": letter.kind,
+        "reason": letter.reason,
+        "payload": letter.payload,
+    }
