@@ -49,15 +49,23 @@ class Pseudonymizer:
     letting every source that names the same customer join on the same pseudonym.
     """
 
-    def __init__(self, secret: str | bytes, length: int = 20) -> None:
+    def __init__(self, secret: str | bytes, length: int = 20, cache_size: int = 262_144) -> None:
         if not secret:
             raise ValueError("pseudonymization secret is empty: set SAMESTREAM_SECRET")
         self._key = secret.encode() if isinstance(secret, str) else secret
         self._length = length
+        self._cache: dict[tuple[str, str], str] = {}
+        self._cache_size = cache_size
 
     def __call__(self, domain: str, value: str) -> str:
+        cached = self._cache.get((domain, value))
+        if cached is not None:
+            return cached
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
         digest = hmac.digest(self._key, f"{domain}\x1f{value}".encode(), "sha256")
-        return digest.hex()[: self._length]
+        pseudonym = self._cache[(domain, value)] = digest.hex()[: self._length]
+        return pseudonym
 
 
 def generalize_coordinate(value: float, decimals: int = 2) -> float:

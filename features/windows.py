@@ -1,4 +1,4 @@
-"""Trailing event-time windows over one key's history, kept in that key's state.
+"""Trailing event-time windows over one key's history, kept inside that key's state value.
 
 One sorted list of event times and a running cumulative sum answer count and sum for every
 window with two binary searches each, so a 1 h, 1 d, 7 d and 30 d view costs the same as one.
@@ -13,8 +13,6 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
-from features.state import State
-
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
@@ -22,19 +20,18 @@ DAY_MS = 24 * HOUR_MS
 class Windows:
     """Count and sum of a value over several trailing windows ending at a query time."""
 
-    def __init__(self, name: str, windows_ms: Sequence[int]) -> None:
+    def __init__(self, windows_ms: Sequence[int]) -> None:
         if not windows_ms or any(w <= 0 for w in windows_ms):
             raise ValueError(f"windows must be positive durations in ms, got {windows_ms!r}")
-        self.name = name
         self.windows_ms = tuple(windows_ms)
         self._horizon = max(windows_ms)
 
-    def _load(self, state: State) -> dict[str, Any]:
-        return state.get(self.name) or {"t": [], "c": [], "base": 0.0}
+    def empty(self) -> dict[str, Any]:
+        """The JSON-shaped history a key starts with; kept in the key's state by the caller."""
+        return {"t": [], "c": [], "base": 0.0}
 
-    def query(self, state: State, at_ms: int) -> list[tuple[int, float]]:
+    def query(self, data: dict[str, Any], at_ms: int) -> list[tuple[int, float]]:
         """(count, sum) per window over events with time in (at_ms - window, at_ms]."""
-        data = self._load(state)
         times: list[int] = data["t"]
         cums: list[float] = data["c"]
         hi = bisect_right(times, at_ms)
@@ -45,9 +42,8 @@ class Windows:
             out.append((hi - lo, top - (cums[lo - 1] if lo else data["base"])))
         return out
 
-    def add(self, state: State, at_ms: int, value: float) -> None:
-        """Record one event of `value` at `at_ms`."""
-        data = self._load(state)
+    def add(self, data: dict[str, Any], at_ms: int, value: float) -> None:
+        """Record one event of `value` at `at_ms` in `data` (the caller stores it back)."""
         times: list[int] = data["t"]
         cums: list[float] = data["c"]
         if not times or at_ms >= times[-1]:
@@ -64,5 +60,4 @@ class Windows:
             data["base"] = cums[stale - 1]
             del times[:stale]
             del cums[:stale]
-        state.set(self.name, data)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
-from features.state import DictStore
+from typing import Any
+
 from features.windows import DAY_MS, HOUR_MS, Windows
 
 
-def make() -> tuple[Windows, object]:
-    return Windows("w", (HOUR_MS, DAY_MS)), DictStore().state("k")
+def make() -> tuple[Windows, dict[str, Any]]:
+    windows = Windows((HOUR_MS, DAY_MS))
+    return windows, windows.empty()
 
 
 def test_empty_history_has_zero_counts_and_sums() -> None:
@@ -50,7 +52,7 @@ def test_old_entries_are_trimmed_but_windows_stay_exact() -> None:
     windows, state = make()
     for i in range(200):
         windows.add(state, i * HOUR_MS, 1.0)
-    kept = len(state.get("w")["t"])
+    kept = len(state["t"])
     assert kept < 60
     assert windows.query(state, 199 * HOUR_MS) == [(1, 1.0), (24, 24.0)]
 
@@ -58,4 +60,4 @@ def test_old_entries_are_trimmed_but_windows_stay_exact() -> None:
 def test_state_is_json_shaped_so_rocksdb_state_can_hold_it() -> None:
     windows, state = make()
     windows.add(state, 5, 2.5)
-    assert json.loads(json.dumps(state.get("w"))) == state.get("w")
+    assert json.loads(json.dumps(state)) == state

@@ -199,7 +199,7 @@ def print_report(report, tracking_uri: str) -> None:  # type: ignore[no-untyped-
             f"{r.validation['average_precision']:.3f}", f"{r.test['roc_auc']:.3f}", f"{r.test['average_precision']:.3f}",
             f"{r.test['card_precision_top_k']:.3f}", f"{r.test['expected_cost_per_1k']:.1f}", f"{r.fit_seconds:.1f}",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 140)).print(table)
     console.print(
         f"registered as [bold]{report.model_name}[/] (aliases above) in {tracking_uri}\n"
         "next: [bold]make ui[/] to compare runs in the MLflow UI · [bold]make notebook[/] to explore the DuckDB tables · "

@@ -7,6 +7,7 @@ order anyway) and only the rows it had not yet written are added.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ def materialize(
                 featureset.name, featureset.version, input_fp, done[0], 0, 0, done[3], True, 0.0
             )
         total = sum(count_events(s.path) for s in sources)
+        gc.disable()  # millions of long-lived events: cyclic GC passes would dominate the run
         history = replay.load(
             featureset, sources, None if progress is None else lambda n: progress("validate", n, total)
         )
@@ -112,5 +114,6 @@ def materialize(
             seconds,
         )
     finally:
+        gc.enable()
         con.close()
 

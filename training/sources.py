@@ -63,7 +63,9 @@ def _parquet(path: Path) -> Iterator[tuple[str, Payload]]:
     row = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
         for payload in batch.to_pylist():
-            yield f"{path.name}:{row}", {k: v for k, v in payload.items() if v is not None}
+            if None in payload.values():
+                payload = {k: v for k, v in payload.items() if v is not None}
+            yield f"{path.name}:{row}", payload
             row += 1
 
 

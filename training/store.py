@@ -7,6 +7,7 @@ twice, or finishing an interrupted run, never duplicates a row.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,29 +105,32 @@ class TableWriter:
         self.columns = dict(columns)
         self.constants = dict(constants or {})
         self.batch_rows = batch_rows
-        self._buffer: dict[str, list[Any]] = {c: [] for c in self.columns}
-        self._pending = 0
+        names = tuple(self.columns)
+        self._pick = operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+        self._rows: list[tuple[Any, ...]] = []
         self.written = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
-        for name, values in self._buffer.items():
-            values.append(row[name])
-        self._pending += 1
-        if self._pending >= self.batch_rows:
+        self._rows.append(self._pick(row))
+        if len(self._rows) >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
-        if not self._pending:
+        if not self._rows:
             return
-        arrays = {c: pa.array(v, type=_ARROW_TYPES[self.columns[c]]) for c, v in self._buffer.items()}
+        pending = len(self._rows)
+        columns = zip(*self._rows, strict=True)
+        arrays = {
+            name: pa.array(values, type=_ARROW_TYPES[kind])
+            for (name, kind), values in zip(self.columns.items(), columns, strict=True)
+        }
         for name, value in self.constants.items():
-            arrays[name] = pa.array([value] * self._pending, type=pa.string())
+            arrays[name] = pa.array([value] * pending, type=pa.string())
         batch = pa.table(arrays)  # noqa: F841  (read by DuckDB's replacement scan below)
         before = self._count()
         self.con.execute(f"INSERT OR IGNORE INTO {self.table} BY NAME SELECT * FROM batch")
         self.written += self._count() - before
-        self._buffer = {c: [] for c in self.columns}
-        self._pending = 0
+        self._rows = []
 
     def _count(self) -> int:
         return self.con.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]  # type: ignore[index]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import mlflow
 import numpy as np
 import pandas as pd
@@ -30,8 +29,6 @@ from training.datasets import Splits, Windows, default_windows, splits, time_spa
 from training.evaluate import CostModel, choose_threshold, evaluate, rule_baseline_scores
 from training.pyfunc import ProbabilityModel
 from training.store import connect
-
-matplotlib.use("Agg")
 
 BLOCK_PRECISION = 0.8
 PIP_REQUIREMENTS = ["scikit-learn", "xgboost", "pandas", "numpy"]
@@ -195,7 +192,6 @@ def _log_plots(fs: FeatureSet, candidate: str, estimator: Any, data: Splits, sco
     }
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}")
-        matplotlib.pyplot.close(figure)
 
 
 def _log_baseline(fs: FeatureSet, data: Splits, common: dict[str, Any], tags: dict[str, str], cost: CostModel) -> CandidateResult:
@@ -218,8 +214,7 @@ def _log_baseline(fs: FeatureSet, data: Splits, common: dict[str, Any], tags: di
             "roc_curve.png": plots.roc_curve(y, test_scores, "rule_amount_threshold: ROC (test)"),
         }.items():
             mlflow.log_figure(figure, f"plots/{name}")
-            matplotlib.pyplot.close(figure)
-        return CandidateResult("rule_amount_threshold", run.info.run_id, None, review, block, val_metrics, test_metrics, 0.0)
+            return CandidateResult("rule_amount_threshold", run.info.run_id, None, review, block, val_metrics, test_metrics, 0.0)
 
 
 def _set_aliases(report: TrainReport) -> None:

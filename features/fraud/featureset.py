@@ -106,8 +106,8 @@ class FraudFeatureSet(FeatureSet):
         super().__init__()
         self.merchants = merchants
         self.pseudonym = Pseudonymizer(secret)
-        self._spend = Windows("spend", tuple(SPEND_WINDOWS.values()))
-        self._labels = Windows("labels", tuple(LABEL_WINDOWS.values()))
+        self._spend = Windows(tuple(SPEND_WINDOWS.values()))
+        self._labels = Windows(tuple(LABEL_WINDOWS.values()))
         self._stages = (
             Stage("merchant", _merchant_key, self._merchant_stage),
             Stage("customer", _customer_key, self._customer_stage),
@@ -167,10 +167,12 @@ class FraudFeatureSet(FeatureSet):
 
     def _merchant_stage(self, record: Record, state: State) -> list[Record]:
         """Merchant risk as known at the payment's time; labels only update it."""
+        labels = state.get("labels") or self._labels.empty()
         if record["kind"] == "label":
-            self._labels.add(state, record["t"], 1.0 if record["is_fraud"] else 0.0)
+            self._labels.add(labels, record["t"], 1.0 if record["is_fraud"] else 0.0)
+            state.set("labels", labels)
             return []
-        (_, frauds_7d), (labels_30d, frauds_30d) = self._labels.query(state, record["t"])
+        (_, frauds_7d), (labels_30d, frauds_30d) = self._labels.query(labels, record["t"])
         record["merchant_fraud_rate_30d"] = (frauds_30d + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (
             labels_30d + RISK_PRIOR_WEIGHT
         )
@@ -184,12 +186,16 @@ class FraudFeatureSet(FeatureSet):
         amount: float = record["amount_eur"]
         lat: float = record["lat"]
         lon: float = record["lon"]
-        last = state.get("last")
-        stats = state.get("stats") or [0, 0.0, 0.0, 0.0, 0.0]
-        seen = state.get("seen") or {"device": [], "ip": []}
-        spend = self._spend.query(state, t)
-
-        count, mean, m2, mean_lat, mean_lon = stats
+        history = state.get("history") or {
+            "last": None,
+            "stats": [0, 0.0, 0.0, 0.0, 0.0],
+            "device": [],
+            "ip": [],
+            "spend": self._spend.empty(),
+        }
+        last = history["last"]
+        spend = self._spend.query(history["spend"], t)
+        count, mean, m2, mean_lat, mean_lon = history["stats"]
         if last is None:
             secs = km_last = speed = km_usual = 0.0
         else:
@@ -218,8 +224,8 @@ class FraudFeatureSet(FeatureSet):
             "hour_sin": sin(2 * pi * hour / 24),
             "hour_cos": cos(2 * pi * hour / 24),
             "weekend": float(weekday >= 5),
-            **{f"channel_{c}": float(record["channel"] == c) for c in CHANNELS},
-            **{f"category_{c}": float(category == c) for c in (*CATEGORIES, "other")},
+            **_CHANNEL_ONE_HOT[record["channel"]],
+            **_CATEGORY_ONE_HOT[category],
             "first_payment": float(last is None),
             "log_secs_since_last": log1p(secs),
             "log_km_from_last": log1p(km_last),
@@ -229,8 +235,8 @@ class FraudFeatureSet(FeatureSet):
             "log_amount_ratio": log1p(amount) - log1p(mean) if count else 0.0,
             **{f"count_{w}": float(n) for w, (n, _) in zip(SPEND_WINDOWS, spend, strict=True)},
             **{f"log_spend_{w}": log1p(max(0.0, s)) for w, (_, s) in zip(SPEND_WINDOWS, spend, strict=True)},
-            "new_device": float(last is not None and record["device"] not in seen["device"]),
-            "new_ip": float(last is not None and record["ip"] not in seen["ip"]),
+            "new_device": float(last is not None and record["device"] not in history["device"]),
+            "new_ip": float(last is not None and record["ip"] not in history["ip"]),
             "merchant_fraud_rate_30d": record["merchant_fraud_rate_30d"],
             "merchant_frauds_7d": record["merchant_frauds_7d"],
             "merchant_log_labels_30d": record["merchant_log_labels_30d"],
@@ -244,14 +250,22 @@ class FraudFeatureSet(FeatureSet):
         m2 += delta * (amount - mean)
         mean_lat += (lat - mean_lat) / count
         mean_lon += (lon - mean_lon) / count
-        state.set("stats", [count, mean, m2, mean_lat, mean_lon])
+        history["stats"] = [count, mean, m2, mean_lat, mean_lon]
         if last is None or t >= last[0]:
-            state.set("last", [t, lat, lon])
-        _remember(seen["device"], record["device"])
-        _remember(seen["ip"], record["ip"])
-        state.set("seen", seen)
-        self._spend.add(state, t, amount)
+            history["last"] = [t, lat, lon]
+        _remember(history["device"], record["device"])
+        _remember(history["ip"], record["ip"])
+        self._spend.add(history["spend"], t, amount)
+        state.set("history", history)
         return [row]
+
+
+def _one_hot(prefix: str, values: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    return {v: {f"{prefix}_{other}": float(v == other) for other in values} for v in values}
+
+
+_CHANNEL_ONE_HOT = _one_hot("channel", CHANNELS)
+_CATEGORY_ONE_HOT = _one_hot("category", (*CATEGORIES, "other"))
 
 
 def _merchant_key(record: Record) -> str:

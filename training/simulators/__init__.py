@@ -1,0 +1,1 @@
+"""Seeded simulators that write realistic event files for the use cases."""
