@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +69,71 @@ def label(payment_id: str, known_minutes: float, is_fraud: bool = True, merchant
         "is_fraud": is_fraud,
         "known_at": (T0 + timedelta(minutes=known_minutes)).isoformat(),
     }
+
+
+CANARIES = {
+    "customer_id": "CANARY-CUSTOMER-7731",
+    "card_number": "4000001234567899",
+    "device_id": "CANARY-DEVICE-5521",
+    "ip": "198.51.100.77",
+    "cardholder_name": "Quennell Zabriskie-Canary",
+    "email": "quennell.canary@zabriskie-mail.com",
+}
+REFERENCE_CANARIES = ("GB33BUKB20201555555555", "4000 0012 3456 7899", "canary.ref@zabriskie-mail.com")
+
+
+def plant_canaries(payments: Path, every: int = 997) -> None:
+    """Give some payments of a JSONL file canary personal values, in fields and free text."""
+    lines = payments.read_bytes().splitlines()
+    for i in range(0, len(lines), every):
+        event = json.loads(lines[i])
+        event.update(CANARIES)
+        event["reference"] = "refund to {} card {} mail {}".format(*REFERENCE_CANARIES)
+        lines[i] = json.dumps(event).encode()
+    payments.write_bytes(b"\n".join(lines) + b"\n")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A small fraud history simulated, materialized into DuckDB and trained into MLflow."""
+
+    data_dir: Path
+    db: Path
+    tracking_uri: str
+    artifacts: Path
+    model_name: str
+    secret: str
+
+
+@pytest.fixture(scope="session")
+def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """Runs the real commands once per session on 20,000 payments over 45 days."""
+    import mlflow
+
+    from features.usecases import build_featureset
+    from training.materialize import materialize
+    from training.replay import Source
+    from training.simulators.fraud import simulate_fraud
+    from training.train import load_splits, train
+
+    root = tmp_path_factory.mktemp("pipeline")
+    secret = "pipeline-secret"
+    sim = simulate_fraud(root / "data" / "fraud", n_payments=20_000, days=45, seed=3, fmt="jsonl")
+    plant_canaries(sim.payments)
+    logging.getLogger().addHandler(handler := logging.FileHandler(root / "pipeline.log"))
+    logging.getLogger().setLevel(logging.DEBUG)
+    fs = build_featureset("fraud", sim.merchants.parent, secret)
+    db = root / "data" / "samestream.duckdb"
+    materialize(fs, [Source("payment", sim.payments), Source("label", sim.labels)], db)
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous, cwd = mlflow.get_tracking_uri(), Path.cwd()
+    mlflow.set_tracking_uri(tracking_uri)
+    os.chdir(root)  # MLflow puts a SQLite store's artifacts under ./mlruns
+    try:
+        train(fs, load_splits(db, fs), "fraud-detector", ("logistic_regression", "xgboost"))
+    finally:
+        os.chdir(cwd)
+        mlflow.set_tracking_uri(previous)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return Pipeline(root / "data", db, tracking_uri, root / "mlruns", "fraud-detector", secret)

@@ -49,6 +49,7 @@ def materialize(
     """Replay `sources` through `featureset` into the DuckDB file at `db_path`."""
     started = datetime.now(UTC).replace(tzinfo=None)
     clock = datetime.now()
+    replay.check(featureset, sources)
     input_fp = fingerprint([s.path for s in sources])
     con = store.connect(db_path)
     try:

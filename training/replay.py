@@ -35,10 +35,10 @@ class Replay:
     read: int
 
 
-def load(
-    featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[int], None] | None = None
-) -> Replay:
-    """Read and validate every source; return the valid events in replay order."""
+def check(featureset: FeatureSet, sources: Sequence[Source]) -> None:
+    """Fail before any work if a file is missing, unreadable, or of a kind the use case lacks."""
+    if not sources:
+        raise ValueError("no event files given")
     for source in sources:
         check_source(source.path)
         if source.kind not in featureset.schemas:
@@ -46,6 +46,13 @@ def load(
                 f"{source.path}: unknown event kind {source.kind!r} for the {featureset.name} "
                 f"use case; expected one of {sorted(featureset.schemas)}"
             )
+
+
+def load(
+    featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[int], None] | None = None
+) -> Replay:
+    """Read and validate every source; return the valid events in replay order."""
+    check(featureset, sources)
     keyed: list[tuple[int, int, int, msgspec.Struct]] = []
     dead: list[DeadLetter] = []
     read = 0

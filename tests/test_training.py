@@ -1,0 +1,99 @@
+"""Training against a real DuckDB file and a real MLflow store (the session pipeline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.usecases import build_featureset
+from tests.conftest import Pipeline
+from training.backtest import score, write_scores
+from training.datasets import default_windows, labelled_rows, time_span
+from training.replay import Source
+from training.train import load_splits
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def client(fraud_pipeline: Pipeline):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(fraud_pipeline.tracking_uri)
+    yield MlflowClient()
+    mlflow.set_tracking_uri(previous)
+
+
+def test_versions_are_registered_with_aliases_tags_and_signatures(fraud_pipeline: Pipeline, client) -> None:
+    model = client.get_registered_model(fraud_pipeline.model_name)
+    champion = client.get_model_version_by_alias(model.name, "champion")
+    others = {"logistic_regression", "xgboost"} - {champion.tags["candidate"]}
+    assert set(model.aliases) == {"champion"} | {f"challenger-{c.replace('_', '-')}" for c in others}
+    assert float(champion.tags["threshold_block"]) >= float(champion.tags["threshold_review"]) > 0
+    fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
+    assert champion.tags["featureset_version"] == fs.version
+    info = mlflow.models.get_model_info(f"models:/{model.name}@champion")
+    assert [c.name for c in info.signature.inputs] == list(fs.feature_names)
+
+
+def test_every_run_has_the_same_metrics_params_and_plots(fraud_pipeline: Pipeline, client) -> None:
+    experiment = client.get_experiment_by_name("fraud")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert {"logistic_regression", "xgboost", "rule_amount_threshold"} <= set(by_name)
+    model_runs = [by_name["logistic_regression"], by_name["xgboost"]]
+    assert model_runs[0].data.metrics.keys() == model_runs[1].data.metrics.keys()
+    for run in model_runs:
+        assert {"featureset_version", "dataset_fingerprint_train", "label_cutoff"} <= run.data.params.keys()
+        plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert plots == {"pr_curve.png", "roc_curve.png", "calibration.png", "feature_importance.png", "confusion.png"}
+
+
+def test_models_beat_the_amount_rule_on_average_precision(fraud_pipeline: Pipeline, client) -> None:
+    experiment = client.get_experiment_by_name("fraud")
+    metrics = {r.info.run_name: r.data.metrics for r in client.search_runs([experiment.experiment_id])}
+    baseline = metrics["rule_amount_threshold"]["test_average_precision"]
+    for name in ("logistic_regression", "xgboost"):
+        assert metrics[name]["test_average_precision"] > 2 * baseline
+
+
+def test_training_labels_are_those_known_at_the_cutoff(fraud_pipeline: Pipeline) -> None:
+    fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
+    data = load_splits(fraud_pipeline.db, fs)
+    w = data.windows
+    assert data.train["event_time"].max() < pd.Timestamp(w.validation_start) <= data.validation["event_time"].min()
+    assert data.validation["event_time"].max() < pd.Timestamp(w.train_end)
+    assert (pd.Timestamp(w.test_start) - pd.Timestamp(w.train_end)).days == 7
+    con = duckdb.connect(str(fraud_pipeline.db), read_only=True)
+    known_late = set(
+        con.execute("SELECT payment_id FROM fraud_labels GROUP BY payment_id HAVING min(known_at) > ?", [w.cutoff])
+        .df()["payment_id"]
+    )
+    assert known_late
+    assert not known_late & (set(data.train["payment_id"]) | set(data.validation["payment_id"]))
+    # the same window read with all labels has more rows: the cut-off really excluded some
+    first, last = time_span(con, fs)
+    everything = labelled_rows(con, fs, w.train_start, w.train_end, None)
+    con.close()
+    assert len(everything) > len(data.train) + len(data.validation)
+    assert default_windows(first, last) == w
+
+
+def test_backtest_scores_a_file_with_a_registered_version(fraud_pipeline: Pipeline, client, tmp_path: Path) -> None:
+    fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
+    folder = fraud_pipeline.data_dir / "fraud"
+    scores, dead = score(
+        fs, [Source("payment", folder / "payments.jsonl"), Source("label", folder / "labels.jsonl")],
+        f"models:/{fraud_pipeline.model_name}/1",
+    )
+    assert dead == 0 and len(scores) == 20_000
+    assert scores["score"].between(0, 1).all() and set(scores["model_version"]) == {"1"}
+    where = write_scores(scores, tmp_path / "scores.duckdb", "fraud")
+    con = duckdb.connect(str(tmp_path / "scores.duckdb"), read_only=True)
+    assert con.execute("SELECT count(DISTINCT payment_id) FROM fraud_scores").fetchone() == (20_000,)
+    con.close()
+    assert "fraud_scores" in where
