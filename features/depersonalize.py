@@ -164,17 +164,13 @@ def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     return merged
 
 
-def redact_payload(
-    payload: Mapping[str, Any] | bytes | str, personal_fields: Iterable[str], redactor: Redactor
-) -> str:
+def redact_payload(payload: Mapping[str, Any] | bytes | str, personal_fields: Iterable[str], redactor: Redactor) -> str:
     """Make a rejected event safe to keep as a dead letter: personal fields masked, text redacted.
 
     A dead letter must say what was wrong without becoming a leak of its own.
     """
     if isinstance(payload, Mapping):
-        masked = {
-            k: ("<redacted>" if k in personal_fields else _printable(v)) for k, v in payload.items()
-        }
+        masked = {k: ("<redacted>" if k in personal_fields else _printable(v)) for k, v in payload.items()}
         text = repr(masked)
     else:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload

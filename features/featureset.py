@@ -233,9 +233,7 @@ class LocalRunner:
         try:
             event = self.featureset.parse(kind, payload)
         except InvalidEvent as exc:
-            return Outcome(
-                dead_letter=self.featureset.dead_letter(source, position, kind, exc.reason, payload)
-            )
+            return Outcome(dead_letter=self.featureset.dead_letter(source, position, kind, exc.reason, payload))
         return self.run(event)
 
     def process_many(self, events: Iterable[tuple[str | None, Any]]) -> list[Outcome]:

@@ -60,4 +60,3 @@ class Windows:
             data["base"] = cums[stale - 1]
             del times[:stale]
             del cums[:stale]
-

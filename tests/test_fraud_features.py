@@ -72,7 +72,11 @@ def test_currency_is_converted_and_flagged(fraud_fs, payment) -> None:
 def test_new_device_and_ip_after_history(fraud_fs, payment) -> None:
     rows = run(
         fraud_fs,
-        [("payment", payment(0)), ("payment", payment(5)), ("payment", payment(10, device_id="dev-X", ip="203.0.113.9"))],
+        [
+            ("payment", payment(0)),
+            ("payment", payment(5)),
+            ("payment", payment(10, device_id="dev-X", ip="203.0.113.9")),
+        ],
     )
     assert [r["new_device"] for r in rows] == [0.0, 0.0, 1.0]
     assert [r["new_ip"] for r in rows] == [0.0, 0.0, 1.0]

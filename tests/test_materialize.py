@@ -118,7 +118,9 @@ def test_csv_history_gives_the_same_rows_as_jsonl(sim, tmp_path: Path) -> None:
     materialize(fs, sources(sim, path), tmp_path / "b.duckdb")
     con = duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True)
     con.execute(f"ATTACH '{tmp_path / 'b.duckdb'}' AS b (READ_ONLY)")
-    assert con.execute("SELECT count(*) FROM (SELECT * FROM fraud_features EXCEPT SELECT * FROM b.fraud_features)").fetchone() == (0,)
+    assert con.execute(
+        "SELECT count(*) FROM (SELECT * FROM fraud_features EXCEPT SELECT * FROM b.fraud_features)"
+    ).fetchone() == (0,)
     con.close()
 
 

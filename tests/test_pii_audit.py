@@ -41,7 +41,9 @@ def test_duckdb_values_hold_no_personal_data(fraud_pipeline: Pipeline) -> None:
         for column in columns:
             blob = "\n".join(v for (v,) in con.execute(f'SELECT DISTINCT "{column}" FROM {table}').fetchall() if v)
             assert leaks(blob.encode()) == [], (table, column)
-    planted = con.execute("SELECT count(*) FROM fraud_features WHERE reference_redacted LIKE '%<IBAN_CODE>%'").fetchone()
+    planted = con.execute(
+        "SELECT count(*) FROM fraud_features WHERE reference_redacted LIKE '%<IBAN_CODE>%'"
+    ).fetchone()
     assert planted is not None and planted[0] >= 20
     con.close()
 
@@ -72,8 +74,19 @@ def test_cli_output_holds_no_personal_data(fraud_pipeline: Pipeline, tmp_path: P
         % (CANARIES["customer_id"], CANARIES["cardholder_name"])
     )
     result = subprocess.run(
-        [sys.executable, "-m", "samestream_cli", "materialize", "fraud", "--data-dir", str(fraud_pipeline.data_dir),
-         "--db", str(tmp_path / "x.duckdb"), "--events", f"payment={bad}"],
+        [
+            sys.executable,
+            "-m",
+            "samestream_cli",
+            "materialize",
+            "fraud",
+            "--data-dir",
+            str(fraud_pipeline.data_dir),
+            "--db",
+            str(tmp_path / "x.duckdb"),
+            "--events",
+            f"payment={bad}",
+        ],
         capture_output=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "200"},

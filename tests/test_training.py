@@ -70,8 +70,9 @@ def test_training_labels_are_those_known_at_the_cutoff(fraud_pipeline: Pipeline)
     assert (pd.Timestamp(w.test_start) - pd.Timestamp(w.train_end)).days == 7
     con = duckdb.connect(str(fraud_pipeline.db), read_only=True)
     known_late = set(
-        con.execute("SELECT payment_id FROM fraud_labels GROUP BY payment_id HAVING min(known_at) > ?", [w.cutoff])
-        .df()["payment_id"]
+        con.execute(
+            "SELECT payment_id FROM fraud_labels GROUP BY payment_id HAVING min(known_at) > ?", [w.cutoff]
+        ).df()["payment_id"]
     )
     assert known_late
     assert not known_late & (set(data.train["payment_id"]) | set(data.validation["payment_id"]))
@@ -87,7 +88,8 @@ def test_backtest_scores_a_file_with_a_registered_version(fraud_pipeline: Pipeli
     fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
     folder = fraud_pipeline.data_dir / "fraud"
     scores, dead = score(
-        fs, [Source("payment", folder / "payments.jsonl"), Source("label", folder / "labels.jsonl")],
+        fs,
+        [Source("payment", folder / "payments.jsonl"), Source("label", folder / "labels.jsonl")],
         f"models:/{fraud_pipeline.model_name}/1",
     )
     assert dead == 0 and len(scores) == 20_000

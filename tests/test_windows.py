@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 from features.windows import DAY_MS, HOUR_MS, Windows

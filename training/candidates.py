@@ -23,15 +23,28 @@ def logistic_regression(seed: int) -> Any:
 
 def hist_gradient_boosting(seed: int) -> Any:
     return HistGradientBoostingClassifier(
-        max_iter=300, learning_rate=0.08, max_leaf_nodes=31, l2_regularization=1.0,
-        early_stopping=True, validation_fraction=0.1, random_state=seed,
+        max_iter=300,
+        learning_rate=0.08,
+        max_leaf_nodes=31,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        random_state=seed,
     )
 
 
 def xgboost(seed: int) -> Any:
     return XGBClassifier(
-        n_estimators=400, learning_rate=0.06, max_depth=6, subsample=0.9, colsample_bytree=0.8,
-        min_child_weight=2.0, tree_method="hist", n_jobs=2, random_state=seed, eval_metric="aucpr",
+        n_estimators=400,
+        learning_rate=0.06,
+        max_depth=6,
+        subsample=0.9,
+        colsample_bytree=0.8,
+        min_child_weight=2.0,
+        tree_method="hist",
+        n_jobs=2,
+        random_state=seed,
+        eval_metric="aucpr",
     )
 
 

@@ -74,8 +74,7 @@ def default_windows(
 def time_span(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> tuple[datetime, datetime]:
     """First and last event time of the current version's rows."""
     first, last = con.execute(
-        f"SELECT min(event_time), max(event_time) FROM {table_names(fs.name)['features']} "
-        "WHERE featureset_version = ?",
+        f"SELECT min(event_time), max(event_time) FROM {table_names(fs.name)['features']} WHERE featureset_version = ?",
         [fs.version],
     ).fetchone()  # type: ignore[misc]
     if first is None:

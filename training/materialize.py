@@ -60,9 +60,7 @@ def materialize(
             [featureset.name, featureset.version, input_fp],
         ).fetchone()
         if done and not force:
-            return MaterializeReport(
-                featureset.name, featureset.version, input_fp, done[0], 0, 0, done[3], True, 0.0
-            )
+            return MaterializeReport(featureset.name, featureset.version, input_fp, done[0], 0, 0, done[3], True, 0.0)
         total = sum(count_events(s.path) for s in sources)
         gc.disable()  # millions of long-lived events: cyclic GC passes would dominate the run
         history = replay.load(
@@ -117,4 +115,3 @@ def materialize(
     finally:
         gc.enable()
         con.close()
-

@@ -48,9 +48,7 @@ def check(featureset: FeatureSet, sources: Sequence[Source]) -> None:
             )
 
 
-def load(
-    featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[int], None] | None = None
-) -> Replay:
+def load(featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[int], None] | None = None) -> Replay:
     """Read and validate every source; return the valid events in replay order."""
     check(featureset, sources)
     keyed: list[tuple[int, int, int, msgspec.Struct]] = []

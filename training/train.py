@@ -110,7 +110,9 @@ def train(
     for candidate in candidates:
         with mlflow.start_run(run_name=candidate, tags=tags | {"candidate": candidate}) as run:
             estimator = CANDIDATES[candidate](seed)
-            mlflow.log_params(common | {"candidate": candidate} | {f"model_{k}": v for k, v in model_params(estimator).items()})
+            mlflow.log_params(
+                common | {"candidate": candidate} | {f"model_{k}": v for k, v in model_params(estimator).items()}
+            )
             _log_inputs(fs, data)
             started = time.perf_counter()
             estimator.fit(x_train, y_train)
@@ -137,11 +139,20 @@ def train(
             version = str(info.registered_model_version) if info.registered_model_version else None
             if version:
                 client = MlflowClient()
-                for key, value in (tags | {"candidate": candidate, "threshold_review": review,
-                                           "threshold_block": block, "run_id": run.info.run_id}).items():
+                for key, value in (
+                    tags
+                    | {
+                        "candidate": candidate,
+                        "threshold_review": review,
+                        "threshold_block": block,
+                        "run_id": run.info.run_id,
+                    }
+                ).items():
                     client.set_model_version_tag(model_name, version, key, str(value))
             report.results.append(
-                CandidateResult(candidate, run.info.run_id, version, review, block, val_metrics, test_metrics, fit_seconds)
+                CandidateResult(
+                    candidate, run.info.run_id, version, review, block, val_metrics, test_metrics, fit_seconds
+                )
             )
         if on_fitted is not None:
             on_fitted(candidate)
@@ -157,7 +168,9 @@ def _log_inputs(fs: FeatureSet, data: Splits) -> None:
         mlflow.log_input(dataset, context=context)
 
 
-def _evaluate(fs: FeatureSet, frame: pd.DataFrame, scores: np.ndarray, threshold: float, cost: CostModel) -> dict[str, float]:
+def _evaluate(
+    fs: FeatureSet, frame: pd.DataFrame, scores: np.ndarray, threshold: float, cost: CostModel
+) -> dict[str, float]:
     return evaluate(
         frame["label"].to_numpy(),
         scores,
@@ -179,22 +192,30 @@ def _thresholds(frame: pd.DataFrame, scores: np.ndarray, cost: CostModel) -> tup
     return review, max(block, review)
 
 
-def _log_plots(fs: FeatureSet, candidate: str, estimator: Any, data: Splits, scores: np.ndarray, threshold: float) -> None:
+def _log_plots(
+    fs: FeatureSet, candidate: str, estimator: Any, data: Splits, scores: np.ndarray, threshold: float
+) -> None:
     y = data.test["label"].to_numpy()
     sample = data.validation.head(5000)
-    values = plots.importances(estimator, list(fs.feature_names), sample[list(fs.feature_names)].to_numpy(), sample["label"].to_numpy())
+    values = plots.importances(
+        estimator, list(fs.feature_names), sample[list(fs.feature_names)].to_numpy(), sample["label"].to_numpy()
+    )
     figures = {
         "pr_curve.png": plots.pr_curve(y, scores, f"{candidate}: precision-recall (test)"),
         "roc_curve.png": plots.roc_curve(y, scores, f"{candidate}: ROC (test)"),
         "calibration.png": plots.calibration(y, scores, f"{candidate}: calibration (test)"),
-        "feature_importance.png": plots.feature_importance(list(fs.feature_names), values, f"{candidate}: feature importance"),
+        "feature_importance.png": plots.feature_importance(
+            list(fs.feature_names), values, f"{candidate}: feature importance"
+        ),
         "confusion.png": plots.confusion(y, scores, threshold, f"{candidate}: confusion at review threshold (test)"),
     }
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}")
 
 
-def _log_baseline(fs: FeatureSet, data: Splits, common: dict[str, Any], tags: dict[str, str], cost: CostModel) -> CandidateResult:
+def _log_baseline(
+    fs: FeatureSet, data: Splits, common: dict[str, Any], tags: dict[str, str], cost: CostModel
+) -> CandidateResult:
     """The rule every model must beat: flag payments by amount alone."""
     with mlflow.start_run(run_name="rule_amount_threshold", tags=tags | {"candidate": "rule_amount_threshold"}) as run:
         mlflow.log_params(common | {"candidate": "rule_amount_threshold"})
@@ -214,7 +235,9 @@ def _log_baseline(fs: FeatureSet, data: Splits, common: dict[str, Any], tags: di
             "roc_curve.png": plots.roc_curve(y, test_scores, "rule_amount_threshold: ROC (test)"),
         }.items():
             mlflow.log_figure(figure, f"plots/{name}")
-            return CandidateResult("rule_amount_threshold", run.info.run_id, None, review, block, val_metrics, test_metrics, 0.0)
+            return CandidateResult(
+                "rule_amount_threshold", run.info.run_id, None, review, block, val_metrics, test_metrics, 0.0
+            )
 
 
 def _set_aliases(report: TrainReport) -> None:
