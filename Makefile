@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+USE_CASES ?= fraud
 USE_CASE ?= fraud
 DATA_DIR ?= data
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
@@ -22,16 +23,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv with the project and its tools
 
-$(DATA_DIR)/fraud/payments.parquet: | $(VENV)/.installed
-	$(BIN)/samestream simulate fraud --data-dir $(DATA_DIR)
-
-simulate: $(DATA_DIR)/$(USE_CASE)/payments.parquet ## Simulate event files (once; delete data/ to redo)
+simulate: venv ## Simulate event files for USE_CASES that have none yet (delete data/<use case> to redo)
+	@set -e; for uc in $(USE_CASES); do \
+	  [ -d "$(DATA_DIR)/$$uc" ] || $(BIN)/samestream simulate $$uc --data-dir $(DATA_DIR); \
+	done
 
 materialize: simulate ## Replay the event files through the features into DuckDB
-	$(BIN)/samestream materialize $(USE_CASE) --data-dir $(DATA_DIR)
+	@set -e; for uc in $(USE_CASES); do $(BIN)/samestream materialize $$uc --data-dir $(DATA_DIR); done
 
 train: materialize ## Set up, simulate, materialize, train and register models (no broker needed)
-	$(BIN)/samestream train $(USE_CASE) --data-dir $(DATA_DIR)
+	@set -e; for uc in $(USE_CASES); do $(BIN)/samestream train $$uc --data-dir $(DATA_DIR); done
 
 tools:
 	@command -v kcat >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed: the kcat interop test needs it"; }

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
-from training.cli import app as training_app
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")  # raised by a dependency of mlflow
+
+from serving.cli import app as serving_app  # noqa: E402
+from training.cli import app as training_app  # noqa: E402
 
 app = typer.Typer(
     name="samestream",
@@ -13,13 +18,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.registered_commands.extend(training_app.registered_commands)
-
-try:
-    from serving.cli import app as serving_app
-except ImportError:  # pragma: no cover - the live side is optional while it is being installed
-    serving_app = None
-if serving_app is not None:
-    app.registered_commands.extend(serving_app.registered_commands)
+app.registered_commands.extend(serving_app.registered_commands)
 
 if __name__ == "__main__":
     app()

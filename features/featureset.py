@@ -209,18 +209,17 @@ class LocalRunner:
     def __init__(self, featureset: FeatureSet) -> None:
         self.featureset = featureset
         self.stores = {stage.name: DictStore() for stage in featureset.stages}
+        self._chain = [(stage, self.stores[stage.name]) for stage in featureset.stages]
 
     def run(self, event: msgspec.Struct) -> Outcome:
         """Process one validated event through every stage."""
         fs = self.featureset
         record = fs.depersonalize(event)
-        outcome = Outcome(labels=fs.label_rows(record))
+        labels = fs.label_rows(record)
         records = [record]
-        for stage in fs.stages:
-            store = self.stores[stage.name]
+        for stage, store in self._chain:
             records = [out for r in records for out in stage.process(r, store.state(stage.key(r)))]
-        outcome.rows = records
-        return outcome
+        return Outcome(rows=records, labels=labels)
 
     def process(
         self,

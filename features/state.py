@@ -48,14 +48,14 @@ class DictStore:
     """All keys' state of one stage, in memory: what a RocksDB partition store is to quixstreams."""
 
     def __init__(self) -> None:
-        self._keys: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, DictState] = {}
 
     def state(self, key: str) -> DictState:
         """Return the state of `key`, creating it empty on first use."""
-        data = self._keys.get(key)
-        if data is None:
-            data = self._keys[key] = {}
-        return DictState(data)
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = DictState({})
+        return state
 
     def __len__(self) -> int:
         return len(self._keys)

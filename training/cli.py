@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from features.depersonalize import DEV_SECRET
 from features.usecases import USE_CASES, build_featureset, get_use_case
 from training.jobs import TrainOptions, get_job
-from training.replay import Source
+from training.replay import Source, sources_in
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -61,18 +62,10 @@ def check_use_case(use_case: str) -> None:
 
 def default_sources(use_case: str, data_dir: Path) -> list[Source]:
     """The event files `simulate` writes for a use case, whichever format is there."""
-    folder = data_dir / use_case
-    found = []
-    for kind, stem in get_use_case(use_case).files.items():
-        matches = [
-            folder / f"{stem}{ext}" for ext in (".parquet", ".jsonl", ".csv") if (folder / f"{stem}{ext}").exists()
-        ]
-        if not matches:
-            raise typer.BadParameter(
-                f"no {stem} file in {folder}: run `samestream simulate {use_case}` or pass --events"
-            )
-        found.append(Source(kind, matches[0]))
-    return found
+    try:
+        return sources_in(get_use_case(use_case).files, data_dir / use_case)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(f"{exc}: run `samestream simulate {use_case}` or pass --events KIND=PATH") from None
 
 
 def parse_sources(events: list[str]) -> list[Source]:
@@ -94,7 +87,7 @@ def simulate(
     ] = None,
     days: Annotated[int | None, typer.Option(help="Days of history; default per use case.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
-    fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl.")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (the wire format of the topics) or parquet.")] = "jsonl",
 ) -> None:
     """Write a realistic, reproducible history of events (with personal data) to event files."""
     check_use_case(use_case)

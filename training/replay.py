@@ -8,7 +8,7 @@ state the order the live stream gives it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,17 @@ class Replay:
     events: list[msgspec.Struct]
     dead_letters: list[DeadLetter]
     read: int
+
+
+def sources_in(files: Mapping[str, str], folder: Path) -> list[Source]:
+    """The event file of every kind in `folder` (kind -> file stem), whichever format is there."""
+    found = []
+    for kind, stem in files.items():
+        matches = [folder / f"{stem}{ext}" for ext in (".jsonl", ".parquet", ".csv") if (folder / f"{stem}{ext}").exists()]
+        if not matches:
+            raise FileNotFoundError(f"no {stem}.jsonl, .parquet or .csv in {folder}")
+        found.append(Source(kind, matches[0]))
+    return found
 
 
 def check(featureset: FeatureSet, sources: Sequence[Source]) -> None:

@@ -1,0 +1,481 @@
+"""Champion against challengers on one self-contained HTML page, logged to MLflow.
+
+The MLflow UI compares runs; this page compares the models behind the registry's aliases, the
+ones the scorer and the shadow harness actually load: their offline metrics from training, how
+often their decisions agree with the champion's and how long one payment takes to score
+(measured here on the test window, when the DuckDB file is at hand), their live metrics from
+the shadow harness once there are any, and the plots every training run logs. Plots are
+embedded as base64 PNGs, so the page is one file that opens anywhere, attaches to a review, and
+is kept as an artifact of a `comparison-report` run in the use case's experiment.
+
+Nothing personal reaches the page: it shows model names, versions, run ids, metrics and plots,
+never feature rows or the tracking store's address (which may hold credentials).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
+
+from training.store import connect, table_names
+
+REPORT_RUN = "comparison-report"
+BASELINE_CANDIDATE = "rule_amount_threshold"
+"""The rule `training.train` logs next to the models: every model must beat it."""
+
+PLOTS = ("pr_curve.png", "roc_curve.png", "calibration.png", "feature_importance.png", "confusion.png")
+
+# (metric name, column heading, higher is better)
+OFFLINE_COLUMNS = (
+    ("test_average_precision", "average precision", True),
+    ("test_roc_auc", "ROC AUC", True),
+    ("test_card_precision_top_k", "card precision top-k", True),
+    ("test_precision_at_threshold", "precision at review threshold", True),
+    ("test_recall_at_threshold", "recall at review threshold", True),
+    ("test_alert_rate", "alert rate", False),
+    ("test_expected_cost_per_1k", "expected cost per 1k payments", False),
+    ("val_average_precision", "validation average precision", True),
+    ("fit_seconds", "fit seconds", False),
+)
+MEASURED_COLUMNS = (
+    ("threshold_review", "review threshold", None),
+    ("alert_rate", "alert rate", None),
+    ("agreement_with_champion", "decisions agreeing with the champion", True),
+    ("alerts_champion_missed", "alerts the champion does not raise", None),
+    ("champion_alerts_missed", "champion alerts this model does not raise", None),
+    ("latency_p50_ms", "one payment, p50 ms", False),
+    ("latency_p99_ms", "one payment, p99 ms", False),
+    ("batch_rows_per_s", "batch rows per second", True),
+)
+LIVE_COLUMNS = (
+    ("average_precision", "average precision", True),
+    ("precision_at_k", "precision top-k", True),
+    ("agreement_with_champion", "decisions agreeing with the champion", True),
+    ("latency_p50_ms", "event to decision, p50 ms", False),
+    ("latency_p99_ms", "event to decision, p99 ms", False),
+    ("model_p50_ms", "model call, p50 ms", False),
+    ("model_p99_ms", "model call, p99 ms", False),
+    ("scored", "scored", None),
+    ("labelled", "labelled", None),
+    ("errors", "errors", False),
+)
+LIVE_PREFIX = "live_"
+
+
+@dataclass
+class ModelEntry:
+    """One model on the page: a registered version behind an alias, or the rule baseline."""
+
+    label: str
+    candidate: str
+    run_id: str
+    version: str | None = None
+    featureset_version: str = ""
+    threshold: float = math.nan
+    offline: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, float] = field(default_factory=dict)
+    live: dict[str, float] = field(default_factory=dict)
+    plots: dict[str, bytes] = field(default_factory=dict)
+    model_uri: str = ""
+
+
+@dataclass
+class Comparison:
+    """Everything the page shows, gathered before any HTML is written."""
+
+    use_case: str
+    experiment_id: str
+    model_name: str
+    models: list[ModelEntry]
+    test_window: tuple[str, str]
+    measured_note: str = ""
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def champion(self) -> ModelEntry:
+        return self.models[0]
+
+    @property
+    def has_live(self) -> bool:
+        return any(m.live for m in self.models)
+
+
+def collect(client: MlflowClient, use_case: str, model_name: str) -> Comparison:
+    """Read the aliased versions, their training runs, plots and live runs from MLflow.
+
+    Raises LookupError, saying what to run, when the experiment, the registered model or its
+    `champion` alias is missing.
+    """
+    experiment = client.get_experiment_by_name(use_case)
+    if experiment is None:
+        raise LookupError(
+            f"no MLflow experiment {use_case!r} in this tracking store: run `samestream train {use_case}` "
+            "(or `make train`) first, or point --tracking-uri / MLFLOW_TRACKING_URI at the store it wrote"
+        )
+    try:
+        aliases = dict(client.get_registered_model(model_name).aliases)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no registered model {model_name!r} in this tracking store: train first, or pass --model-name"
+        ) from exc
+    if "champion" not in aliases:
+        raise LookupError(
+            f"registered model {model_name!r} has no `champion` alias (aliases: {sorted(aliases) or 'none'}): "
+            f"run `samestream train {use_case}` or `samestream promote`"
+        )
+    models = [_version_entry(client, model_name, alias, aliases[alias]) for alias in _alias_order(aliases)]
+    baseline = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.candidate = '{BASELINE_CANDIDATE}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if baseline:
+        models.append(_run_entry("baseline", baseline[0]))
+    with tempfile.TemporaryDirectory() as scratch:
+        for entry in models:
+            entry.plots = _plots(client, entry.run_id, Path(scratch) / entry.run_id)
+    _attach_live(client, use_case, model_name, experiment.experiment_id, models)
+    champion_params = client.get_run(models[0].run_id).data.params
+    return Comparison(
+        use_case=use_case,
+        experiment_id=experiment.experiment_id,
+        model_name=model_name,
+        models=models,
+        test_window=(champion_params.get("test_start", ""), champion_params.get("test_end", "")),
+    )
+
+
+def _alias_order(aliases: Mapping[str, str]) -> list[str]:
+    """Champion first, then the challengers, then any other alias, each group by name."""
+    return sorted(aliases, key=lambda a: (a != "champion", not a.startswith("challenger"), a))
+
+
+def _run_entry(label: str, run: Run) -> ModelEntry:
+    tags, metrics = run.data.tags, run.data.metrics
+    return ModelEntry(
+        label=label,
+        candidate=tags.get("candidate", run.info.run_name or run.info.run_id),
+        run_id=run.info.run_id,
+        featureset_version=tags.get("featureset_version", ""),
+        threshold=metrics.get("threshold_review", math.nan),
+        offline={name: metrics[name] for name, _, _ in OFFLINE_COLUMNS if name in metrics},
+    )
+
+
+def _version_entry(client: MlflowClient, model_name: str, alias: str, version: str) -> ModelEntry:
+    model_version = client.get_model_version(model_name, version)
+    if not model_version.run_id:
+        raise LookupError(f"{model_name} version {version} ({alias}) has no training run to read its metrics from")
+    entry = _run_entry(alias, client.get_run(model_version.run_id))
+    entry.version = str(version)
+    entry.threshold = float(model_version.tags.get("threshold_review", entry.threshold))
+    entry.model_uri = client.get_model_version_download_uri(model_name, version)
+    return entry
+
+
+def _plots(client: MlflowClient, run_id: str, scratch: Path) -> dict[str, bytes]:
+    """The run's PNG plots by file name; a run without plots has none."""
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
+    if not logged:
+        return {}
+    folder = Path(client.download_artifacts(run_id, "plots", str(scratch)))
+    return {name: (folder / name).read_bytes() for name in PLOTS if name in logged}
+
+
+def _attach_live(
+    client: MlflowClient, use_case: str, model_name: str, experiment_id: str, models: list[ModelEntry]
+) -> None:
+    """Attach each version's latest live metrics, with their `live_` prefix taken off.
+
+    Live runs are those of the `<use case>-live` experiment the shadow harness writes and any
+    run of the use case's experiment tagged `live=true`. A run names its model version with the
+    `model_version` tag (its alias with `alias` when it has no version); the newest run wins.
+    """
+    experiment_ids = [experiment_id]
+    live_experiment = client.get_experiment_by_name(f"{use_case}-live")
+    if live_experiment is not None:
+        experiment_ids.append(live_experiment.experiment_id)
+    runs = client.search_runs(experiment_ids, order_by=["attributes.start_time DESC"], max_results=1000)
+    by_version = {m.version: m for m in models if m.version}
+    by_alias = {m.label: m for m in models if m.version}
+    for run in runs:
+        tags = run.data.tags
+        is_live = run.info.experiment_id != experiment_id or tags.get("live", "").lower() == "true"
+        if not is_live or tags.get("model_name", model_name) != model_name:
+            continue
+        entry = by_version.get(tags.get("model_version", "")) or by_alias.get(tags.get("alias", ""))
+        if entry is None or entry.live:
+            continue
+        entry.live = {name.removeprefix(LIVE_PREFIX): value for name, value in run.data.metrics.items()}
+
+
+def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, latency_rows: int = 300) -> None:
+    """Score the champion's test window with every version: agreement, alerts and latency.
+
+    Each version decides `score >= its review threshold`, as the scorer does. One-payment
+    latency times the pyfunc's `predict_one` (the live scorer's path) over `latency_rows` rows;
+    batch throughput times `predict` over the whole sample. The outcome, or why nothing was
+    measured, goes to `comparison.measured_note`; it never raises for a missing database.
+    """
+    import mlflow.pyfunc
+
+    db = Path(db)
+    champion = comparison.champion
+    start, end = comparison.test_window
+    if not db.exists():
+        comparison.measured_note = f"not measured: no DuckDB file at {db} (run `make train`, or pass --db)"
+        return
+    con = connect(db, read_only=True)
+    try:
+        frame = con.execute(
+            f"SELECT * FROM (SELECT * FROM {table_names(comparison.use_case)['features']} "
+            "WHERE featureset_version = ? AND event_time >= ? AND event_time < ?) "
+            f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
+            [champion.featureset_version, start, end],
+        ).df()
+    finally:
+        con.close()
+    if frame.empty:
+        comparison.measured_note = (
+            f"not measured: {db.name} holds no rows of FeatureSet {champion.featureset_version} in the test "
+            f"window {start} to {end} (run `samestream materialize {comparison.use_case}`)"
+        )
+        return
+    frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    decisions: dict[str, np.ndarray] = {}
+    for entry in comparison.models:
+        if not entry.model_uri or entry.featureset_version != champion.featureset_version:
+            continue
+        model = mlflow.pyfunc.load_model(entry.model_uri)
+        inputs = frame[model.metadata.get_input_schema().input_names()]
+        started = time.perf_counter()
+        scores = np.asarray(model.predict(inputs), dtype=np.float64)
+        batch_seconds = time.perf_counter() - started
+        decisions[entry.label] = scores >= entry.threshold
+        entry.measured = {
+            "threshold_review": entry.threshold,
+            "alert_rate": float(decisions[entry.label].mean()),
+            "batch_rows_per_s": len(frame) / max(batch_seconds, 1e-9),
+            **_one_payment_latency(model, frame, latency_rows),
+        }
+    reference = decisions.get(champion.label)
+    if reference is not None:
+        for entry in comparison.models:
+            own = decisions.get(entry.label)
+            if own is not None:
+                entry.measured["agreement_with_champion"] = float((own == reference).mean())
+                entry.measured["alerts_champion_missed"] = float((own & ~reference).sum())
+                entry.measured["champion_alerts_missed"] = float((reference & ~own).sum())
+    comparison.measured_note = (
+        f"measured on {len(frame):,} payments sampled from the test window {start[:10]} to {end[:10]} "
+        f"(FeatureSet {champion.featureset_version}); each model alerts at its own review threshold"
+    )
+
+
+def _one_payment_latency(model: PyFuncModel, frame: pd.DataFrame, rows: int) -> dict[str, float]:
+    """p50/p99 milliseconds of scoring one payment the way the live scorer does."""
+    python_model = model.unwrap_python_model()
+    names = list(python_model.feature_names)
+    values = frame[names].head(rows).to_numpy(dtype=np.float64)
+    for row in values[:20]:  # the first call builds the fast path; a few more warm the caches
+        python_model.predict_one(row)
+    timings = []
+    for row in values:
+        started = time.perf_counter()
+        python_model.predict_one(row)
+        timings.append((time.perf_counter() - started) * 1000.0)
+    return {
+        "latency_p50_ms": float(np.percentile(timings, 50)),
+        "latency_p99_ms": float(np.percentile(timings, 99)),
+    }
+
+
+def render(comparison: Comparison) -> str:
+    """The page as one HTML string: inline CSS, base64 images, no script, no external link."""
+    c = comparison
+    champion = c.champion
+    title = f"{c.use_case}: champion against challengers"
+    versions = sorted({m.featureset_version for m in c.models if m.featureset_version})
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        '<p class="meta">',
+        f"Registered model <b>{_e(c.model_name)}</b> · champion <b>{_e(champion.candidate)}</b> "
+        f"(version {_e(champion.version or '-')}) · FeatureSet {_e(', '.join(versions) or '-')} · "
+        f"test window {_e(c.test_window[0][:10])} to {_e(c.test_window[1][:10])} · "
+        f"generated {c.created:%Y-%m-%d %H:%M} UTC",
+        "</p>",
+        "<h2>Offline: the test window, labels as known at its end</h2>",
+        "<p>From the training runs. The champion was chosen on validation average precision; "
+        "the rule baseline flags payments by amount alone. Best value per column in bold.</p>",
+        _table(c.models, OFFLINE_COLUMNS, lambda m: m.offline),
+        "<h2>Decisions and latency</h2>",
+        f"<p>{_e(c.measured_note or 'not measured')}.</p>",
+    ]
+    measured = [m for m in c.models if m.measured]
+    if measured:
+        parts.append(_table(measured, MEASURED_COLUMNS, lambda m: m.measured))
+    parts.append("<h2>Live: the shadow harness</h2>")
+    if c.has_live:
+        parts += [
+            "<p>Latest metrics of each version's live run: the champion decides, challengers score the "
+            "same feature stream in shadow; labels join as they arrive.</p>",
+            _table([m for m in c.models if m.version], LIVE_COLUMNS, lambda m: m.live),
+        ]
+    else:
+        parts.append(
+            '<p class="empty">No live data yet. Run the scorer and the shadow harness '
+            f"(<code>make serve</code>, <code>make shadow</code>); their runs land in the "
+            f"<code>{_e(c.use_case)}-live</code> experiment and show up here.</p>"
+        )
+    parts += ["<h2>Plots of the test window</h2>", _plot_grid(c.models)]
+    parts += [
+        "<h2>Runs</h2><ul>",
+        *(
+            f"<li>{_e(m.label)}: {_e(m.candidate)}, run <code>{_e(m.run_id)}</code>"
+            + (f", version {_e(m.version)}" if m.version else "")
+            + "</li>"
+            for m in c.models
+        ),
+        "</ul></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _table(
+    models: list[ModelEntry],
+    columns: Iterable[tuple[str, str, bool | None]],
+    metrics_of: Callable[[ModelEntry], Mapping[str, float]],
+) -> str:
+    """One row per model, one column per metric some model has; the best value in bold."""
+    shown = [(n, h, b) for n, h, b in columns if any(n in metrics_of(m) for m in models)]
+    head = "".join(f"<th>{_e(h)}</th>" for _, h, _ in shown)
+    best: dict[str, float] = {}
+    for name, _, higher in shown:
+        seen = [metrics_of(m)[name] for m in models if _finite(metrics_of(m).get(name))]
+        if higher is not None and len(seen) > 1:
+            best[name] = max(seen) if higher else min(seen)
+    rows = []
+    for m in models:
+        metrics = metrics_of(m)
+        cells = []
+        for name, _, _ in shown:
+            value = metrics.get(name)
+            text = _e(_number(value))
+            cells.append(f"<td><b>{text}</b></td>" if name in best and value == best[name] else f"<td>{text}</td>")
+        kind = ' class="champion"' if m.label == "champion" else ""
+        version = f" v{_e(m.version)}" if m.version else ""
+        name = f'<td class="name">{_e(m.candidate)}{version}</td>'
+        rows.append(f"<tr{kind}><th>{_e(m.label)}</th>{name}{''.join(cells)}</tr>")
+    return f"<table><tr><th></th><th>model</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _plot_grid(models: list[ModelEntry]) -> str:
+    rows = []
+    for name in PLOTS:
+        if not any(name in m.plots for m in models):
+            continue
+        cells = []
+        for m in models:
+            if name in m.plots:
+                data = base64.b64encode(m.plots[name]).decode("ascii")
+                alt = f"{m.candidate}: {name.removesuffix('.png').replace('_', ' ')}"
+                cells.append(f'<td><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></td>')
+            else:
+                cells.append('<td class="empty">not logged</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{_e(m.label)}: {_e(m.candidate)}</th>" for m in models)
+    return f'<table class="plots"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return "n/a"
+    if value == int(value) and abs(value) >= 1:
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4g}" if abs(value) >= 0.001 else f"{value:.3g}"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#1d1d1f;max-width:1600px}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.meta{color:#555}table{border-collapse:collapse;margin:.5rem 0}
+th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right;vertical-align:top}
+th{background:#f5f5f7;text-align:left}tr.champion td,tr.champion th{background:#eef4fb}
+td.name{text-align:left}.empty{color:#777;font-style:italic}
+table.plots{table-layout:fixed;width:100%}table.plots td{border:none;text-align:center}table.plots img{width:100%}
+code{background:#f5f5f7;padding:0 .2rem}
+""".strip()
+
+
+def build_report(
+    use_case: str,
+    model_name: str,
+    out: str | Path,
+    tracking_uri: str | None = None,
+    db: str | Path | None = None,
+) -> Path:
+    """Write the comparison page to `out`, log it to a `comparison-report` run, return `out`.
+
+    `db` is the DuckDB file of feature rows; without it (or when it lacks the test window's
+    rows) the page says why decisions and latency were not measured.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    comparison = collect(client, use_case, model_name)
+    if db is not None:
+        measure(comparison, db)
+    else:
+        comparison.measured_note = "not measured: no DuckDB file given"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(comparison), encoding="utf-8")
+    champion = comparison.champion
+    run = client.create_run(
+        comparison.experiment_id,
+        run_name=REPORT_RUN,
+        tags={
+            "use_case": use_case,
+            "report": "comparison",
+            "model_name": model_name,
+            "champion_version": champion.version or "",
+            "compared_versions": ",".join(m.version for m in comparison.models if m.version),
+            "live_data": str(comparison.has_live).lower(),
+        },
+    )
+    try:
+        client.log_artifact(run.info.run_id, str(out))
+    except Exception:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return out
