@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import typer
+from rich.console import Console
 
 warnings.filterwarnings("ignore", message="The httpx module is deprecated")  # raised by a dependency of mlflow
 
 from serving.cli import app as serving_app  # noqa: E402
 from training.cli import app as training_app  # noqa: E402
+from training.store import DatabaseBusy  # noqa: E402
 
 app = typer.Typer(
     name="samestream",
@@ -20,5 +23,17 @@ app = typer.Typer(
 app.registered_commands.extend(training_app.registered_commands)
 app.registered_commands.extend(serving_app.registered_commands)
 
+USER_ERRORS = (FileNotFoundError, LookupError, ValueError, DatabaseBusy)
+"""Errors that mean the input or setup is wrong: shown as one line a user can act on."""
+
+
+def main() -> None:
+    try:
+        app()
+    except USER_ERRORS as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()
