@@ -7,7 +7,6 @@ it (coarse location), redact it (free text through presidio-analyzer's recognize
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
@@ -189,8 +188,3 @@ def _printable(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 256:
         return value[:256] + "…"
     return value
-
-
-def secret_fingerprint(secret: str) -> str:
-    """A short, non-reversible id of the secret, so rows made with different keys are told apart."""
-    return hashlib.sha256(b"samestream-secret-id:" + secret.encode()).hexdigest()[:12]

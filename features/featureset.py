@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from features.depersonalize import Redactor, redact_payload
+from features.depersonalize import Policy, Redactor, redact_payload
 from features.state import DictStore, State
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,7 +84,8 @@ class FeatureSet(ABC):
     """Event kind -> schema; the kind is also the `type` tag of events on a shared topic."""
     kind_order: ClassVar[Mapping[str, int]]
     """Tie-break among kinds at one timestamp (labels known at t count for a payment at t)."""
-    personal_fields: ClassVar[frozenset[str]]
+    policies: ClassVar[Mapping[str, Policy]]
+    """Field -> what depersonalization does with it; every field of every schema has one."""
     columns: ClassVar[Mapping[str, str]]
     """Row column -> one of str, int, float, bool, ts_ms (epoch milliseconds)."""
     feature_names: ClassVar[tuple[str, ...]]
@@ -148,9 +149,6 @@ class FeatureSet(ABC):
         except KeyError:
             raise InvalidEvent(f"unknown event kind {kind!r}; expected one of {sorted(self.schemas)}") from None
 
-    def kind_of(self, event: msgspec.Struct) -> str:
-        return type(event).__struct_config__.tag  # type: ignore[return-value]
-
     def check(self, event: msgspec.Struct) -> None:
         """Rules a schema cannot express (unknown references, impossible values)."""
 
@@ -170,6 +168,11 @@ class FeatureSet(ABC):
     def label_rows(self, record: Record) -> list[Record]:
         """Label rows carried by a depersonalized record (none for most kinds)."""
         return []
+
+    @cached_property
+    def personal_fields(self) -> frozenset[str]:
+        """Fields whose raw value must never leave the process (all but the kept ones)."""
+        return frozenset(f for f, p in self.policies.items() if p is not Policy.KEEP)
 
     def dead_letter(self, source: str, position: str, kind: str | None, reason: str, payload: Any) -> DeadLetter:
         """A dead letter for a rejected payload, safe to store: personal data masked."""
@@ -234,6 +237,3 @@ class LocalRunner:
         except InvalidEvent as exc:
             return Outcome(dead_letter=self.featureset.dead_letter(source, position, kind, exc.reason, payload))
         return self.run(event)
-
-    def process_many(self, events: Iterable[tuple[str | None, Any]]) -> list[Outcome]:
-        return [self.process(kind, payload, position=str(i)) for i, (kind, payload) in enumerate(events)]

@@ -94,3 +94,9 @@ def test_raw_json_dead_letter_masks_personal_fields(fraud_fs, payment) -> None:
     for value in PII:
         assert value not in outcome.dead_letter.payload
     assert "NaNish" in outcome.dead_letter.payload
+
+
+def test_every_schema_field_has_a_declared_policy(fraud_fs) -> None:
+    fields = {f for schema in fraud_fs.schemas.values() for f in schema.__struct_fields__}
+    assert fields == set(fraud_fs.policies)
+    assert "cardholder_name" in fraud_fs.personal_fields and "amount" not in fraud_fs.personal_fields

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from features.depersonalize import DEV_SECRET, Pseudonymizer, generalize_coordinate
+from features.depersonalize import DEV_SECRET, Policy, Pseudonymizer, generalize_coordinate
 from features.featureset import FeatureSet, InvalidEvent, Record, Stage, to_ms
 from features.fraud import lookups as lookups_module
 from features.fraud import schemas as schemas_module
@@ -77,9 +77,25 @@ class FraudFeatureSet(FeatureSet):
     name: ClassVar[str] = "fraud"
     schemas: ClassVar[Mapping[str, type[msgspec.Struct]]] = {"payment": Payment, "label": FraudLabel}
     kind_order: ClassVar[Mapping[str, int]] = {"label": 0, "payment": 1}
-    personal_fields: ClassVar[frozenset[str]] = frozenset(
-        {"customer_id", "card_number", "device_id", "ip", "cardholder_name", "email", "reference"}
-    )
+    policies: ClassVar[Mapping[str, Policy]] = {
+        "payment_id": Policy.KEEP,
+        "ts": Policy.KEEP,
+        "customer_id": Policy.PSEUDONYMIZE,
+        "card_number": Policy.PSEUDONYMIZE,
+        "merchant_id": Policy.KEEP,
+        "amount": Policy.KEEP,
+        "currency": Policy.KEEP,
+        "lat": Policy.GENERALIZE,
+        "lon": Policy.GENERALIZE,
+        "channel": Policy.KEEP,
+        "device_id": Policy.PSEUDONYMIZE,
+        "ip": Policy.PSEUDONYMIZE,
+        "cardholder_name": Policy.DROP,
+        "email": Policy.DROP,
+        "reference": Policy.REDACT,
+        "is_fraud": Policy.KEEP,
+        "known_at": Policy.KEEP,
+    }
     feature_names: ClassVar[tuple[str, ...]] = FEATURES
     columns: ClassVar[Mapping[str, str]] = {
         "payment_id": "str",
