@@ -16,7 +16,7 @@ from typing import Any
 
 import regex
 import tldextract
-from presidio_analyzer import EntityRecognizer, PatternRecognizer
+from presidio_analyzer import PatternRecognizer
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
@@ -95,7 +95,7 @@ class Redactor:
     name and email from the same event) are redacted too: names are not found by patterns.
     """
 
-    def __init__(self, recognizers: Iterable[EntityRecognizer] | None = None) -> None:
+    def __init__(self, recognizers: Iterable[PatternRecognizer] | None = None) -> None:
         self.recognizers: tuple[PatternRecognizer, ...] = tuple(
             recognizers
             if recognizers is not None
@@ -109,7 +109,7 @@ class Redactor:
 
     @cached_property
     def _prefilter(self) -> regex.Pattern[str]:
-        alternatives = [f"(?:{p.regex})" for r in self.recognizers for p in r.patterns]
+        alternatives = [f"(?:{p.regex})" for r in self.recognizers for p in r.patterns]  # type: ignore[has-type]
         return regex.compile("|".join(alternatives), regex.IGNORECASE | regex.MULTILINE)
 
     def entities(self, text: str) -> list[tuple[int, int, str]]:
