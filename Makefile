@@ -36,6 +36,7 @@ train: materialize ## Set up, simulate, materialize, train and register models (
 
 tools:
 	@command -v kcat >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed: the kcat interop test needs it"; }
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null) || echo "chromium not installed: the MLflow UI browser test needs chromium and chromium-driver"; }
 
 test: venv tools kafka-up ## Run every test, Kafka ones included (starts the local broker)
 	$(BIN)/python -m pytest -q
@@ -62,7 +63,7 @@ ui: venv ## MLflow UI on http://127.0.0.1:5000 over the store `make train` wrote
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 notebook: venv ## JupyterLab on 127.0.0.1 with the project's environment as kernel
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks/
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 bench: venv kafka-up ## Measure throughput and latency; writes BENCHMARKS.md
 	$(BIN)/python bench/run.py

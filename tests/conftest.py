@@ -107,7 +107,7 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """Runs the real commands once per session on 20,000 payments over 45 days."""
+    """Runs the real commands once per session on 20,000 payments over 60 days."""
     import mlflow
 
     from features.usecases import build_featureset
@@ -118,7 +118,7 @@ def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 
     root = tmp_path_factory.mktemp("pipeline")
     secret = "pipeline-secret"
-    sim = simulate_fraud(root / "data" / "fraud", n_payments=20_000, days=45, seed=3, fmt="jsonl")
+    sim = simulate_fraud(root / "data" / "fraud", n_payments=20_000, days=60, seed=3, fmt="jsonl")
     plant_canaries(sim.payments)
     logging.getLogger().addHandler(handler := logging.FileHandler(root / "pipeline.log"))
     logging.getLogger().setLevel(logging.DEBUG)

@@ -231,3 +231,28 @@ def score(
         scores, dead = run_score(fs, sources, model)
         where = write_scores(scores, out, use_case)
     console.print(f"[green]scored[/] {len(scores):,} rows with {model} → {where}; {dead:,} dead letters")
+
+
+@app.command()
+def report(
+    use_case: UseCase,
+    tracking_uri: TrackingUri = DEFAULT_TRACKING,
+    model_name: Annotated[str | None, typer.Option(help="Registered model name (default <use case>-detector).")] = None,
+    db: DbPath = DEFAULT_DB,
+    out: Annotated[Path | None, typer.Option(help="HTML page to write (default data/<use case>-report.html).")] = None,
+) -> None:
+    """Compare the champion with its challengers on one HTML page, logged to MLflow as an artifact."""
+    check_use_case(use_case)
+    from training.report import build_report
+
+    out = out or DEFAULT_DATA / f"{use_case}-report.html"
+    try:
+        with console.status("comparing the champion with its challengers"):
+            written = build_report(use_case, model_name or f"{use_case}-detector", out, tracking_uri, db)
+    except LookupError as exc:
+        console.print(f"[red]cannot report:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"[green]wrote[/] {written} and logged it to the [bold]comparison-report[/] run of experiment "
+        f"[bold]{use_case}[/]; open it in a browser or under the run's artifacts in [bold]make ui[/]"
+    )

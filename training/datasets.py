@@ -53,10 +53,15 @@ def default_windows(
     last: datetime,
     warmup_days: int = 7,
     validation_days: int = 10,
-    delay_days: int = 7,
+    delay_days: int = 14,
     test_days: int = 14,
 ) -> Windows:
-    """Windows laid over the data's time span: warm-up (history fills), train, delay, test."""
+    """Windows laid over the data's time span: warm-up (history fills), train, delay, test.
+
+    The delay must cover the time a label takes to become final (a genuine payment is known to
+    be genuine only when its dispute window closes): a shorter gap would leave the end of the
+    training window with the quick labels only, the frauds, and bias the model toward them.
+    """
     test_end = last + timedelta(microseconds=1)
     test_start = test_end - timedelta(days=test_days)
     train_end = test_start - timedelta(days=delay_days)

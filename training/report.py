@@ -29,7 +29,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
-from mlflow.pyfunc import PyFuncModel
+from mlflow.pyfunc import PyFuncModel, load_model
 
 from training.store import connect, table_names
 
@@ -173,7 +173,7 @@ def _run_entry(label: str, run: Run) -> ModelEntry:
         run_id=run.info.run_id,
         featureset_version=tags.get("featureset_version", ""),
         threshold=metrics.get("threshold_review", math.nan),
-        offline={name: metrics[name] for name, _, _ in OFFLINE_COLUMNS if name in metrics},
+        offline={name: value for name, value in metrics.items() if name.startswith(("test_", "val_", "fit_"))},
     )
 
 
@@ -189,12 +189,18 @@ def _version_entry(client: MlflowClient, model_name: str, alias: str, version: s
 
 
 def _plots(client: MlflowClient, run_id: str, scratch: Path) -> dict[str, bytes]:
-    """The run's PNG plots by file name; a run without plots has none."""
-    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
-    if not logged:
-        return {}
-    folder = Path(client.download_artifacts(run_id, "plots", str(scratch)))
-    return {name: (folder / name).read_bytes() for name in PLOTS if name in logged}
+    """The run's plots by file name, logged under `plots/` or at the artifact root.
+
+    The root is where the MLflow UI's compare view looks for common artifacts, so either place
+    is read; a run without plots has none.
+    """
+    found: dict[str, bytes] = {}
+    for folder in ("plots", None):
+        for artifact in client.list_artifacts(run_id, folder):
+            name = Path(artifact.path).name
+            if name in PLOTS and name not in found and not artifact.is_dir:
+                found[name] = Path(client.download_artifacts(run_id, artifact.path, str(scratch))).read_bytes()
+    return {name: found[name] for name in PLOTS if name in found}
 
 
 def _attach_live(
@@ -232,11 +238,12 @@ def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, late
     batch throughput times `predict` over the whole sample. The outcome, or why nothing was
     measured, goes to `comparison.measured_note`; it never raises for a missing database.
     """
-    import mlflow.pyfunc
-
     db = Path(db)
     champion = comparison.champion
     start, end = comparison.test_window
+    if not (start and end):
+        comparison.measured_note = "not measured: the champion's run logged no test window"
+        return
     if not db.exists():
         comparison.measured_note = f"not measured: no DuckDB file at {db} (run `make train`, or pass --db)"
         return
@@ -261,7 +268,7 @@ def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, late
     for entry in comparison.models:
         if not entry.model_uri or entry.featureset_version != champion.featureset_version:
             continue
-        model = mlflow.pyfunc.load_model(entry.model_uri)
+        model = load_model(entry.model_uri)
         inputs = frame[model.metadata.get_input_schema().input_names()]
         started = time.perf_counter()
         scores = np.asarray(model.predict(inputs), dtype=np.float64)
@@ -271,7 +278,7 @@ def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, late
             "threshold_review": entry.threshold,
             "alert_rate": float(decisions[entry.label].mean()),
             "batch_rows_per_s": len(frame) / max(batch_seconds, 1e-9),
-            **_one_payment_latency(model, frame, latency_rows),
+            **_one_payment_latency(model, inputs, latency_rows),
         }
     reference = decisions.get(champion.label)
     if reference is not None:
@@ -287,17 +294,26 @@ def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, late
     )
 
 
-def _one_payment_latency(model: PyFuncModel, frame: pd.DataFrame, rows: int) -> dict[str, float]:
-    """p50/p99 milliseconds of scoring one payment the way the live scorer does."""
-    python_model = model.unwrap_python_model()
-    names = list(python_model.feature_names)
-    values = frame[names].head(rows).to_numpy(dtype=np.float64)
+def _one_payment_latency(model: PyFuncModel, inputs: pd.DataFrame, rows: int) -> dict[str, float]:
+    """p50/p99 milliseconds of scoring one payment the way the live scorer does.
+
+    That is the wrapper's `predict_one` where it has one (every model `train` logs), else
+    `predict` on a one-row frame.
+    """
+    names = list(inputs.columns)
+    score_one = getattr(model.unwrap_python_model(), "predict_one", None)
+    if score_one is None:
+
+        def score_one(row: np.ndarray) -> object:
+            return model.predict(pd.DataFrame([row], columns=names))
+
+    values = inputs.head(rows).to_numpy(dtype=np.float64)
     for row in values[:20]:  # the first call builds the fast path; a few more warm the caches
-        python_model.predict_one(row)
+        score_one(row)
     timings = []
     for row in values:
         started = time.perf_counter()
-        python_model.predict_one(row)
+        score_one(row)
         timings.append((time.perf_counter() - started) * 1000.0)
     return {
         "latency_p50_ms": float(np.percentile(timings, 50)),
@@ -326,7 +342,7 @@ def render(comparison: Comparison) -> str:
         "<h2>Offline: the test window, labels as known at its end</h2>",
         "<p>From the training runs. The champion was chosen on validation average precision; "
         "the rule baseline flags payments by amount alone. Best value per column in bold.</p>",
-        _table(c.models, OFFLINE_COLUMNS, lambda m: m.offline),
+        _table(c.models, _offline_columns(c.models), lambda m: m.offline),
         "<h2>Decisions and latency</h2>",
         f"<p>{_e(c.measured_note or 'not measured')}.</p>",
     ]
@@ -358,6 +374,15 @@ def render(comparison: Comparison) -> str:
         "</ul></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _offline_columns(models: list[ModelEntry]) -> list[tuple[str, str, bool | None]]:
+    """The fraud metrics; for a use case that logs none of them, every test metric it logs."""
+    logged = {n for m in models for n in m.offline}
+    if logged & {name for name, _, _ in OFFLINE_COLUMNS}:
+        return list(OFFLINE_COLUMNS)
+    others = sorted(n for n in logged if n.startswith("test_"))
+    return [(n, n.removeprefix("test_").replace("_", " "), None) for n in others]
 
 
 def _table(

@@ -209,8 +209,7 @@ def _log_plots(
         ),
         "confusion.png": plots.confusion(y, scores, threshold, f"{candidate}: confusion at review threshold (test)"),
     }
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"plots/{name}")
+    _log_figures(figures)
 
 
 def _log_baseline(
@@ -230,14 +229,25 @@ def _log_baseline(
             | {"threshold_review": review, "threshold_block": block}
         )
         y = data.test["label"].to_numpy()
-        for name, figure in {
-            "pr_curve.png": plots.pr_curve(y, test_scores, "rule_amount_threshold: precision-recall (test)"),
-            "roc_curve.png": plots.roc_curve(y, test_scores, "rule_amount_threshold: ROC (test)"),
-        }.items():
-            mlflow.log_figure(figure, f"plots/{name}")
-            return CandidateResult(
-                "rule_amount_threshold", run.info.run_id, None, review, block, val_metrics, test_metrics, 0.0
-            )
+        _log_figures(
+            {
+                "pr_curve.png": plots.pr_curve(y, test_scores, "rule_amount_threshold: precision-recall (test)"),
+                "roc_curve.png": plots.roc_curve(y, test_scores, "rule_amount_threshold: ROC (test)"),
+                "calibration.png": plots.calibration(y, test_scores, "rule_amount_threshold: calibration (test)"),
+                "confusion.png": plots.confusion(
+                    y, test_scores, review, "rule_amount_threshold: confusion at review threshold (test)"
+                ),
+            }
+        )
+        return CandidateResult(
+            "rule_amount_threshold", run.info.run_id, None, review, block, val_metrics, test_metrics, 0.0
+        )
+
+
+def _log_figures(figures: dict[str, Any]) -> None:
+    """Plots go to the run's top level: the MLflow compare view only shows artifacts found there."""
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
 
 
 def _set_aliases(report: TrainReport) -> None:
