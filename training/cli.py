@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -139,7 +138,8 @@ def materialize(
         report = run_materialize(fs, sources, db, progress=advance, force=force)
     if report.skipped:
         console.print(
-            f"[yellow]already materialized[/]: these inputs with FeatureSet {report.featureset_version} are in {db} (use --force to replay)"
+            f"[yellow]already materialized[/]: these inputs with FeatureSet {report.featureset_version} "
+            f"are in {db} (use --force to replay)"
         )
         return
     console.print(
@@ -182,6 +182,7 @@ def train(
     fs = build_featureset(use_case, data_dir / use_case, secret)
     options = TrainOptions(
         model_name=model_name or get_use_case(use_case).model_name,
+        data_dir=data_dir / use_case,
         candidates=tuple(candidates) if candidates else None,
         train_start=_date(train_start),
         validation_start=_date(validation_start),
@@ -195,7 +196,8 @@ def train(
     Console(width=max(Console().width, 140)).print(report)
     console.print(
         f"models in {tracking_uri}\n"
-        "next: [bold]make ui[/] to compare runs in the MLflow UI · [bold]make notebook[/] to explore the DuckDB tables · "
+        "next: [bold]make ui[/] to compare runs in the MLflow UI · "
+        "[bold]make notebook[/] to explore the DuckDB tables · "
         f"[bold]samestream score {use_case} --model models:/{options.model_name}@champion[/] to backtest a file"
     )
 

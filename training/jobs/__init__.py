@@ -25,6 +25,8 @@ class TrainOptions:
     """Everything `samestream train` passes on; dates left None take the job's defaults."""
 
     model_name: str
+    data_dir: Path = Path("data")
+    """The use case's own folder of event and reference files (`<data dir>/<use case>`)."""
     candidates: tuple[str, ...] | None = None
     train_start: datetime | None = None
     validation_start: datetime | None = None

@@ -1,0 +1,57 @@
+"""Training time per candidate at a use case's default size: median fit seconds over repeats.
+
+Simulates and materializes the default history once into a temporary folder, reads the
+point-in-time training set, then fits every candidate `--repeats` times on it (no MLflow
+logging, so only the fit is timed).
+
+    python bench/bench_train.py --use-case fraud --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from features.usecases import build_featureset, get_use_case
+from training.candidates import CANDIDATES
+from training.jobs import get_job
+from training.materialize import materialize
+from training.replay import sources_in
+from training.train import load_splits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--use-case", default="fraud")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    job = get_job(args.use_case)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        folder = Path(tmp) / args.use_case
+        job.simulate(folder, size=args.size or job.default_size, days=job.default_days, seed=7, fmt="jsonl", advance=lambda _: None)
+        fs = build_featureset(args.use_case, folder, "bench-secret")
+        db = Path(tmp) / "bench.duckdb"
+        materialize(fs, sources_in(get_use_case(args.use_case).files, folder), db)
+        data = load_splits(db, fs)
+        x = data.train[list(fs.feature_names)].to_numpy(dtype="float64")
+        y = data.train["label"].to_numpy()
+        print(f"command: python {' '.join(sys.argv)}")
+        print(f"training rows: {len(x):,}, features: {x.shape[1]}")
+        print("| use case | candidate | median fit s | min | max |")
+        print("|---|---|---:|---:|---:|")
+        for name, make in CANDIDATES.items():
+            seconds = []
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                make(7).fit(x, y)
+                seconds.append(time.perf_counter() - started)
+            print(f"| {args.use_case} | {name} | {statistics.median(seconds):.1f} | {min(seconds):.1f} | {max(seconds):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
