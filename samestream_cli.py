@@ -10,6 +10,7 @@ from rich.console import Console
 
 warnings.filterwarnings("ignore", message="The httpx module is deprecated")  # raised by a dependency of mlflow
 
+from serving.cli import app as serving_app  # noqa: E402
 from training.cli import app as training_app  # noqa: E402
 from training.store import DatabaseBusy  # noqa: E402
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.registered_commands.extend(training_app.registered_commands)
+app.registered_commands.extend(serving_app.registered_commands)
 
 USER_ERRORS = (FileNotFoundError, LookupError, ValueError, DatabaseBusy)
 """Errors that mean the input or setup is wrong: shown as one line a user can act on."""

@@ -37,8 +37,57 @@ def _fraud(folder: Path, secret: str) -> FeatureSet:
     return FraudFeatureSet(load_merchants(merchants_csv), secret=secret)
 
 
+def _loan(folder: Path, secret: str) -> FeatureSet:
+    from features.loan import LoanFeatureSet, load_master_scale
+
+    grades_csv = folder / "risk_grades.csv"
+    if not grades_csv.exists():
+        raise FileNotFoundError(
+            f"{grades_csv} not found: the loan features need the master scale of risk grades; "
+            "run `samestream simulate loan` or put your risk_grades.csv there"
+        )
+    return LoanFeatureSet(load_master_scale(grades_csv), secret=secret)
+
+
+def _store(folder: Path, secret: str) -> FeatureSet:
+    """Nothing of the store use case is pseudonymized (its personal fields are dropped): no secret."""
+    from features.store import StoreFeatureSet, load_products, load_stores
+
+    for name in ("products.csv", "stores.csv"):
+        if not (folder / name).exists():
+            raise FileNotFoundError(
+                f"{folder / name} not found: the store features need the product master and the store list; "
+                f"run `samestream simulate store` or put your {name} there"
+            )
+    return StoreFeatureSet(load_products(folder / "products.csv"), load_stores(folder / "stores.csv"))
+
+
 USE_CASES: dict[str, UseCase] = {
     "fraud": UseCase("fraud", {"payment": "payments", "label": "labels"}, _fraud, "fraud-detector"),
+    "loan": UseCase(
+        "loan",
+        {
+            "application": "applications",
+            "credit_score": "credit_scores",
+            "engagement": "engagements",
+            "payment": "payments",
+            "outcome": "outcomes",
+        },
+        _loan,
+        "loan-acceptance",
+    ),
+    "store": UseCase(
+        "store",
+        {
+            "sale": "sales",
+            "delivery": "deliveries",
+            "stock_count": "stock_counts",
+            "price_change": "price_changes",
+            "day_close": "day_closes",
+        },
+        _store,
+        "store-demand",
+    ),
 }
 
 

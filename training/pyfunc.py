@@ -56,6 +56,7 @@ class ProbabilityModel(PythonModel):
 
             elif kind[0] == "xgboost" and not before:
                 booster = final.get_booster()
+                booster.set_param({"nthread": 1})  # one row: threads only add wake-ups
                 best = getattr(booster, "best_iteration", None)
                 rounds = (0, best + 1) if best is not None else (0, 0)
 

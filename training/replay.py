@@ -4,11 +4,21 @@ Every event of every file is validated first; the valid ones are sorted by event
 broken by the FeatureSet's kind order, then by input order) and run one by one through the
 same stages the stream driver runs, with in-memory state. Sorting is what gives each key's
 state the order the live stream gives it.
+
+History larger than memory is sorted externally: every `SPILL_EVENTS` validated events are
+sorted and written to a temporary file (each event as the JSON the stream carries, so nothing
+about it changes on the way), and replaying merges those runs lazily: memory holds one run
+while validating and one event per run while replaying.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import heapq
+import shutil
+import struct
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +36,74 @@ class Source:
     path: Path
 
 
+SPILL_EVENTS = 2_000_000
+"""Validated events held in memory before a sorted run of them is written to disk."""
+_FRAME = struct.Struct("<I")
+
+
+class SortedEvents:
+    """Validated events in replay order: a sorted list in memory, sorted runs on disk beyond it.
+
+    Sized and iterable like the list it replaces; every iteration merges the runs afresh.
+    Run files are removed when this object is garbage-collected.
+    """
+
+    def __init__(self, featureset: FeatureSet) -> None:
+        self._kinds = tuple(featureset.schemas)
+        self._kind_index = {kind: i for i, kind in enumerate(self._kinds)}
+        self._decoders = [msgspec.json.Decoder(featureset.schemas[k]) for k in self._kinds]
+        self._encode_event = msgspec.json.Encoder().encode
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._memory: list[tuple[int, int, int, msgspec.Struct]] = []
+        self._runs: list[Path] = []
+        self._directory: Path | None = None
+        self._size = 0
+
+    def add(self, time_ms: int, rank: int, read: int, event: msgspec.Struct) -> None:
+        self._memory.append((time_ms, rank, read, event))
+        self._size += 1
+        if len(self._memory) >= SPILL_EVENTS:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="samestream-replay-"))
+            weakref.finalize(self, shutil.rmtree, self._directory, True)
+        self._memory.sort(key=lambda item: item[:3])
+        path = self._directory / f"run-{len(self._runs):05d}"
+        with path.open("wb") as handle:
+            for time_ms, rank, read, event in self._memory:
+                kind = self._kind_index[type(event).__struct_config__.tag]
+                frame = self._encode((time_ms, rank, read, kind, self._encode_event(event)))
+                handle.write(_FRAME.pack(len(frame)))
+                handle.write(frame)
+        self._runs.append(path)
+        self._memory = []
+
+    def _read(self, path: Path) -> Iterator[tuple[int, int, int, msgspec.Struct]]:
+        decode = msgspec.msgpack.Decoder(tuple[int, int, int, int, bytes]).decode
+        with path.open("rb", buffering=1 << 20) as handle:
+            while header := handle.read(_FRAME.size):
+                time_ms, rank, read, kind, payload = decode(handle.read(_FRAME.unpack(header)[0]))
+                yield time_ms, rank, read, self._decoders[kind].decode(payload)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[msgspec.Struct]:
+        self._memory.sort(key=lambda item: item[:3])
+        if not self._runs:
+            return (item[3] for item in self._memory)
+        streams: list[Iterable[tuple[int, int, int, msgspec.Struct]]] = [self._read(p) for p in self._runs]
+        streams.append(iter(self._memory))
+        return (item[3] for item in heapq.merge(*streams, key=lambda item: item[:3]))
+
+
 @dataclass
 class Replay:
     """Validated history ready to run: events in order, dead letters aside."""
 
-    events: list[msgspec.Struct]
+    events: SortedEvents
     dead_letters: list[DeadLetter]
     read: int
 
@@ -62,7 +135,7 @@ def check(featureset: FeatureSet, sources: Sequence[Source]) -> None:
 def load(featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[int], None] | None = None) -> Replay:
     """Read and validate every source; return the valid events in replay order."""
     check(featureset, sources)
-    keyed: list[tuple[int, int, int, msgspec.Struct]] = []
+    events = SortedEvents(featureset)
     dead: list[DeadLetter] = []
     read = 0
     order = featureset.kind_order
@@ -76,16 +149,15 @@ def load(featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[i
             except InvalidEvent as exc:
                 dead.append(featureset.dead_letter(source_name, position, source.kind, exc.reason, payload))
             else:
-                keyed.append((featureset.event_time_ms(event), rank, read, event))
+                events.add(featureset.event_time_ms(event), rank, read, event)
             if advance is not None and read % 10_000 == 0:
                 advance(10_000)
     if advance is not None:
         advance(read % 10_000)
-    keyed.sort(key=lambda item: item[:3])
-    return Replay(events=[item[3] for item in keyed], dead_letters=dead, read=read)
+    return Replay(events=events, dead_letters=dead, read=read)
 
 
-def run(featureset: FeatureSet, events: Sequence[msgspec.Struct]) -> Iterator[Outcome]:
+def run(featureset: FeatureSet, events: Iterable[msgspec.Struct]) -> Iterator[Outcome]:
     """Run events, in the given order, through a fresh in-memory state."""
     runner = LocalRunner(featureset)
     for event in events:

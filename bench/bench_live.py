@@ -1,0 +1,439 @@
+"""Live-path benchmarks on the local broker: throughput and latency of features, scorer and shadows.
+
+Simulates a fraud history, fits and registers real candidates (logistic regression as champion;
+XGBoost, histogram gradient boosting and a second logistic regression as challengers) in a
+throw-away MLflow store, then measures, each on fresh topics:
+
+1. feature-process throughput against a pass-through quixstreams app on the same events topic;
+2. scorer throughput on a filled feature topic (champion only), per model family and guarantee;
+3. produce -> decision latency through the feature process and the scorer (separate processes)
+   with events paced at `--rate` payments/s: at-least-once alone, at-least-once with three
+   shadow challengers running, and exactly-once per commit interval (read_committed reader).
+
+Latency runs from the moment an event is handed to the producer (its Kafka timestamp, which the
+feature row and the decision inherit) to the moment a reader receives the decision.
+
+    .venv/bin/python bench/bench_live.py
+    .venv/bin/python bench/bench_live.py --payments 20000 --seconds 10 --intervals 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from quixstreams import Application
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from serving import produce
+from serving.feature_process import FeatureProcess
+from serving.registry import ModelWatcher, Registry
+from serving.scorer import ScoringProcess
+from serving.settings import LiveSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret"
+MODEL = "fraud-detector"
+console = Console()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.bootstrap = args.bootstrap
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
+        self.data = self.tmp / "data"
+        self.rows: list[dict[str, Any]] = []
+        self.messages: list[produce.Outgoing] = []
+        self.tracking_uri = f"sqlite:///{self.tmp / 'mlflow.db'}"
+        self.versions: dict[str, str] = {}
+        self.results: list[tuple[str, str, str, str]] = []
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        from training import replay
+        from training.replay import Source
+        from training.simulators.fraud import simulate_fraud
+
+        with console.status(f"simulating {self.args.payments:,} payments"):
+            sim = simulate_fraud(self.data / "fraud", n_payments=self.args.payments, days=30, seed=3, fmt="jsonl")
+        fs = self.fs = self.featureset()
+        self.messages = produce.load(
+            fs, [produce.EventFile("payment", sim.payments), produce.EventFile("label", sim.labels)]
+        )
+        history = replay.load(fs, [Source("payment", sim.payments), Source("label", sim.labels)])
+        labels: dict[str, bool] = {}
+        for outcome in replay.run(fs, history.events):
+            self.rows.extend({**r, "featureset_version": fs.version} for r in outcome.rows)
+            labels.update({lb["payment_id"]: lb["is_fraud"] for lb in outcome.labels})
+        with console.status("fitting and registering candidates"):
+            self.register(labels)
+
+    def featureset(self) -> Any:
+        from features.usecases import build_featureset
+
+        return build_featureset("fraud", self.data / "fraud", SECRET)
+
+    def register(self, labels: dict[str, bool]) -> None:
+        import mlflow
+        import pandas as pd
+        from mlflow import MlflowClient
+        from mlflow.models import infer_signature
+
+        from training.candidates import CANDIDATES
+        from training.pyfunc import ProbabilityModel
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = client.create_experiment("fraud", artifact_location=(self.tmp / "artifacts").as_uri())
+        names = list(self.fs.feature_names)
+        frame = pd.DataFrame(self.rows)[names].astype("float64")
+        y = np.array([labels.get(r["payment_id"], False) for r in self.rows], dtype=int)
+        fits = {
+            "logistic_regression": CANDIDATES["logistic_regression"](0),
+            "xgboost": CANDIDATES["xgboost"](0),
+            "hist_gradient_boosting": CANDIDATES["hist_gradient_boosting"](0),
+            "logistic_regression_l2": CANDIDATES["logistic_regression"](0).set_params(logisticregression__C=0.05),
+        }
+        for name, estimator in fits.items():
+            model = ProbabilityModel(estimator.fit(frame.to_numpy(), y), self.fs.feature_names)
+            with mlflow.start_run(experiment_id=experiment, run_name=name):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=model,
+                    pip_requirements=[],
+                    registered_model_name=MODEL,
+                    signature=infer_signature(frame.head(5), model.predict(None, frame.head(5))),
+                )
+            self.versions[name] = str(info.registered_model_version)
+            alias = "champion" if name == "logistic_regression" else f"challenger-{name.replace('_', '-')}"
+            client.set_registered_model_alias(MODEL, alias, self.versions[name])
+
+    def settings(self, prefix: str, guarantee: str, interval: float | None = None) -> LiveSettings:
+        return LiveSettings(
+            "fraud",
+            bootstrap=self.bootstrap,
+            prefix=prefix,
+            guarantee=guarantee,  # type: ignore[arg-type]
+            commit_interval=interval,
+            state_dir=self.tmp / "state" / prefix,
+            instance="bench",
+        )
+
+    def record(self, what: str, setting: str, figure: str, target: str) -> None:
+        self.results.append((what, setting, figure, target))
+        console.print(f"  {escape(what)} ({escape(setting)}): [bold]{escape(figure)}[/] (target {escape(target)})")
+
+    # --- throughput --------------------------------------------------------------------------
+
+    def throughput(self) -> None:
+        prefix = _prefix("tp")
+        events = f"{prefix}fraud-events"
+        produce.ensure_topic(self.bootstrap, events, 1)
+        produce.publish(self.bootstrap, events, self.messages)
+        n = len(self.messages)
+        rates = {}
+        for serializer in ("json", "bytes"):
+            rates[serializer] = self.pass_through(events, f"{prefix}copy-{serializer}", serializer, n)
+            self.record(
+                "pass-through quixstreams app",
+                f"{serializer} values, at-least-once",
+                f"{rates[serializer]:,.0f} events/s",
+                "reference",
+            )
+        for guarantee in ("at-least-once", "exactly-once"):
+            timed = _Timed()
+            process = FeatureProcess(
+                self.fs, self.settings(prefix, guarantee), on_message=timed.tick, role=f"features-{guarantee}"
+            )
+            process.run(idle_timeout=60, max_events=n)
+            rate = timed.rate()
+            self.record(
+                "feature process",
+                guarantee,
+                f"{rate:,.0f} events/s = {rate / rates['json']:.2f} x pass-through (json)",
+                ">= 0.5 x",
+            )
+
+        features = f"{prefix}fraud-features"
+        _produce(self.bootstrap, features, ((r["payment_id"].encode(), msgspec.json.encode(r)) for r in self.rows))
+        for family in ("logistic_regression", "xgboost", "hist_gradient_boosting"):
+            for guarantee in ("at-least-once", "exactly-once"):
+                if family == "hist_gradient_boosting" and guarantee == "exactly-once":
+                    continue
+                settings = self.settings(prefix, guarantee)
+                watcher = ModelWatcher(
+                    Registry(self.tracking_uri), MODEL, self.versions[family], tuple(self.fs.columns)
+                )
+                watcher.start()
+                timed = _Timed()
+                count = min(len(self.rows), self.args.scorer_rows if family != "hist_gradient_boosting" else 5_000)
+                scorer = ScoringProcess(
+                    self.fs, settings, watcher, on_message=timed.tick, role=f"scorer-{family}-{guarantee}"
+                )
+                scorer.run(idle_timeout=60, max_rows=count)
+                target = ">= 5,000/s" if family == "logistic_regression" else "champion family dependent"
+                self.record(f"scorer, champion only ({family})", guarantee, f"{timed.rate():,.0f} payments/s", target)
+
+    def pass_through(self, source: str, sink: str, serializer: str, n: int) -> float:
+        timed = _Timed()
+        apps: list[Application] = []
+
+        def tick(*_: Any) -> None:
+            timed.tick()
+            if timed.count >= n:
+                apps[0].stop()
+
+        app = Application(
+            broker_address=self.bootstrap,
+            consumer_group=f"{sink}-group",
+            auto_offset_reset="earliest",
+            processing_guarantee="at-least-once",
+            loglevel="WARNING",
+            commit_interval=1.0,
+            on_message_processed=tick,
+        )
+        apps.append(app)
+        sdf = app.dataframe(app.topic(source, value_deserializer=serializer, key_deserializer="bytes"))
+        sdf.to_topic(app.topic(sink, value_serializer=serializer, key_serializer="bytes"))
+        app.run(collect=False)
+        return timed.rate()
+
+    # --- latency -----------------------------------------------------------------------------
+
+    def latency(self, guarantee: str, interval: float | None, shadows: bool) -> tuple[float, float, float, int]:
+        prefix = _prefix("lat")
+        settings = self.settings(prefix, guarantee, interval)
+        produce.ensure_topic(self.bootstrap, settings.topics.events, 1)
+        common = [
+            "fraud",
+            "--data-dir",
+            str(self.data),
+            "--secret",
+            SECRET,
+            "--topic-prefix",
+            prefix,
+            "--bootstrap",
+            self.bootstrap,
+        ]
+        tuned = ["--guarantee", guarantee, "--instance-id", "bench"] + (
+            ["--commit-interval", str(interval)] if interval else []
+        )
+        commands = [
+            ["features", *common, *tuned, "--state-dir", str(self.tmp / "state" / prefix)],
+            ["serve", *common, *tuned, "--tracking-uri", self.tracking_uri],
+        ]
+        if shadows:
+            live_db = str(self.tmp / f"{prefix}live.duckdb")
+            commands.append(
+                [
+                    "shadow",
+                    *common,
+                    "--tracking-uri",
+                    self.tracking_uri,
+                    "--live-db",
+                    live_db,
+                    "--metrics-interval",
+                    "10",
+                ]
+            )
+        logs = self.tmp / "logs"
+        logs.mkdir(exist_ok=True)
+        processes = [_start(c, logs / f"{prefix}{c[0]}.log") for c in commands]
+        warm = 2_000
+        paced = self.messages[warm : warm + int(self.args.seconds * self.args.rate * 2)]
+        payments = sum(b'"type":"payment"' in m.value for m in paced)
+        reader = _Reader(self.bootstrap, settings.topics.decisions, committed=guarantee == "exactly-once")
+        producer = produce.replay_producer(self.bootstrap, paced=True)
+        try:
+            reader.start()
+            produce.publish(self.bootstrap, settings.topics.events, self.messages[:warm], producer=producer)
+            warm_payments = sum(b'"type":"payment"' in m.value for m in self.messages[:warm])
+            _wait(lambda: reader.count >= warm_payments, 180, "the warm-up decisions")
+            if shadows:
+                time.sleep(self.args.shadow_settle)
+            reader.reset()
+            produce.publish(self.bootstrap, settings.topics.events, paced, rate=self.args.rate * 2, producer=producer)
+            _wait(lambda: reader.count >= payments, 120, "every paced decision")
+        finally:
+            reader.stop()
+            for p in processes:
+                p.send_signal(signal.SIGTERM)
+            for p in processes:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        lat = np.array(reader.latencies)
+        return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()), len(lat)
+
+    def latencies(self) -> None:
+        rate = f"{self.args.rate:,.0f} payments/s"
+        p50, p99, worst, n = self.latency("at-least-once", None, shadows=False)
+        self.record(
+            "produce -> decision, champion only",
+            f"at-least-once, {rate}",
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.0f} ms ({n:,} payments)",
+            "p99 <= 25 ms",
+        )
+        alone = p99
+        if not self.args.skip_shadows:
+            p50, p99, worst, n = self.latency("at-least-once", None, shadows=True)
+            self.record(
+                "produce -> decision, with 3 shadows",
+                f"at-least-once, {rate}",
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({p99 / alone - 1:+.0%} vs alone), max {worst:.0f} ms",
+                "p99 within +10 %",
+            )
+        for interval in self.args.intervals:
+            p50, p99, worst, n = self.latency("exactly-once", interval, shadows=False)
+            self.record(
+                "produce -> committed decision",
+                f"exactly-once, commit {interval:g} s, {rate}",
+                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms",
+                "pick: p99 < 250 ms",
+            )
+
+    def report(self) -> None:
+        table = Table(
+            title=f"samestream live path on {os.cpu_count()} cores (load average now {os.getloadavg()[0]:.1f})"
+        )
+        for column in ("measure", "setting", "figure", "target"):
+            table.add_column(column)
+        for row in self.results:
+            table.add_row(*row)
+        console.print(table)
+        console.print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+
+
+class _Timed:
+    """Counts input messages and the time from the first to the last."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = self.last = 0.0
+
+    def tick(self, *_: Any) -> None:
+        now = time.perf_counter()
+        if not self.count:
+            self.first = now
+        self.last = now
+        self.count += 1
+
+    def rate(self) -> float:
+        return (self.count - 1) / (self.last - self.first) if self.count > 1 else 0.0
+
+
+class _Reader(threading.Thread):
+    """Reads decisions as they arrive; latency = arrival - the decision's (inherited) timestamp."""
+
+    def __init__(self, bootstrap: str, topic: str, committed: bool) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-reader-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed" if committed else "read_uncommitted",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self.topic = topic
+        self.latencies: list[float] = []
+        self.count = 0
+        self._halt = threading.Event()
+
+    def reset(self) -> None:
+        self.latencies = []
+        self.count = 0
+
+    def run(self) -> None:
+        _wait(lambda: self.topic in self.consumer.list_topics(timeout=5).topics, 120, f"topic {self.topic}")
+        self.consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        while not self._halt.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error() is not None:
+                continue
+            self.latencies.append(time.time() * 1000.0 - msg.timestamp()[1])
+            self.count += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+        self.consumer.close()
+
+
+def _prefix(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:6]}-"
+
+
+def _produce(bootstrap: str, topic: str, messages: Any) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "serving.cli", *command], cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+def _wait(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap", default=os.environ.get("SAMESTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument(
+        "--payments", type=int, default=40_000, help="simulated payments (events are about twice as many)"
+    )
+    parser.add_argument("--scorer-rows", type=int, default=40_000, help="rows scored in the scorer throughput runs")
+    parser.add_argument("--rate", type=float, default=1_000.0, help="payments per second in the latency runs")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each latency run")
+    parser.add_argument(
+        "--intervals",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[0.05, 0.1, 0.25],
+        help="exactly-once commit intervals to try",
+    )
+    parser.add_argument(
+        "--shadow-settle", type=float, default=15.0, help="seconds for the shadows to start before measuring"
+    )
+    parser.add_argument("--skip-shadows", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    bench = Bench(args)
+    bench.setup()
+    console.print(f"{len(bench.messages):,} events, {len(bench.rows):,} feature rows; models {bench.versions}")
+    bench.throughput()
+    if not args.skip_latency:
+        bench.latencies()
+    bench.report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,464 @@
+"""Commands of the live side: produce, features, serve, shadow, promote.
+
+Every command takes the use case first and reads its settings from flags, then `SAMESTREAM_*`
+environment variables (`MLFLOW_TRACKING_URI` for MLflow), then defaults that work on a laptop
+with the local broker (`make kafka-up`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from features.depersonalize import DEV_SECRET
+from features.featureset import FeatureSet
+from features.usecases import USE_CASES, build_featureset, get_use_case
+from serving.settings import DEFAULT_BOOTSTRAP, GUARANTEES, LiveSettings
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+console = Console(stderr=True)
+
+UseCase = Annotated[str, typer.Argument(help=f"Use case: {', '.join(USE_CASES)}.")]
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="SAMESTREAM_DATA_DIR",
+        help="Folder of event files and reference data, one subfolder per use case.",
+    ),
+]
+Secret = Annotated[
+    str,
+    typer.Option(
+        "--secret",
+        envvar="SAMESTREAM_SECRET",
+        help="Key of the pseudonyms (keyed HMAC); must match the one training used.",
+        show_default=False,
+    ),
+]
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap", envvar="SAMESTREAM_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers, host:port[,host:port]."
+    ),
+]
+Prefix = Annotated[
+    str,
+    typer.Option(
+        "--topic-prefix",
+        envvar="SAMESTREAM_TOPIC_PREFIX",
+        help="Prefix of every topic and consumer group (keeps environments apart).",
+    ),
+]
+GuaranteeOpt = Annotated[
+    str,
+    typer.Option(
+        "--guarantee",
+        envvar="SAMESTREAM_GUARANTEE",
+        help="exactly-once (transactions: no output lost or doubled) or at-least-once (lowest latency).",
+    ),
+]
+CommitInterval = Annotated[
+    float | None,
+    typer.Option(
+        "--commit-interval",
+        envvar="SAMESTREAM_COMMIT_INTERVAL",
+        help="Seconds between commits. Default: 0.1 exactly-once, 1.0 at-least-once.",
+        show_default=False,
+    ),
+]
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="SAMESTREAM_STATE_DIR",
+        help="Local RocksDB state (rebuilt from changelog topics if lost).",
+    ),
+]
+Instance = Annotated[
+    str | None,
+    typer.Option(
+        "--instance-id",
+        envvar="SAMESTREAM_INSTANCE_ID",
+        help="Stable, unique name of this replica (names its transactional producer). Default: the host name.",
+        show_default=False,
+    ),
+]
+TrackingUri = Annotated[
+    str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking and registry store.")
+]
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        envvar="SAMESTREAM_MODEL_NAME",
+        help="Registered model name. Default: the use case's (fraud-detector for fraud).",
+        show_default=False,
+    ),
+]
+Idle = Annotated[
+    float,
+    typer.Option(
+        "--stop-after-idle", help="Stop after this many seconds without input (0: run until Ctrl+C / SIGTERM)."
+    ),
+]
+WatchInterval = Annotated[
+    float,
+    typer.Option(
+        "--watch-interval", envvar="SAMESTREAM_WATCH_INTERVAL", help="Seconds between checks of the model alias."
+    ),
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log quixstreams' own progress (rebalances, checkpoints) too.")
+]
+
+DEFAULT_DATA = Path("data")
+DEFAULT_STATE = Path("state")
+DEFAULT_LIVE_DB = Path("data/live.duckdb")
+DEFAULT_TRACKING = "sqlite:///mlflow.db"
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+    logging.getLogger("quixstreams").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _featureset(use_case: str, data_dir: Path, secret: str) -> FeatureSet:
+    if use_case not in USE_CASES:
+        raise typer.BadParameter(f"unknown use case {use_case!r}; expected one of {', '.join(USE_CASES)}")
+    try:
+        return build_featureset(use_case, data_dir / use_case, secret)
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _settings(
+    use_case: str,
+    bootstrap: str,
+    prefix: str,
+    guarantee: str = "exactly-once",
+    commit_interval: float | None = None,
+    state_dir: Path = DEFAULT_STATE,
+    instance: str | None = None,
+) -> LiveSettings:
+    if guarantee not in GUARANTEES:
+        raise typer.BadParameter(f"--guarantee must be one of {', '.join(GUARANTEES)}, got {guarantee!r}")
+    extra = {"instance": instance} if instance else {}
+    try:
+        return LiveSettings(
+            use_case,
+            bootstrap=bootstrap,
+            prefix=prefix,
+            guarantee=guarantee,  # type: ignore[arg-type]
+            commit_interval=commit_interval,
+            state_dir=state_dir,
+            **extra,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _check_broker(bootstrap: str) -> None:
+    """Fail in seconds with a useful message rather than retrying forever against nothing."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    except KafkaException as exc:
+        console.print(
+            f"[red]no Kafka broker answers at {bootstrap}[/] ({exc.args[0].str()}): start one with "
+            "`make kafka-up` or set --bootstrap / SAMESTREAM_KAFKA_BOOTSTRAP"
+        )
+        raise typer.Exit(2) from None
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@app.command()
+def produce(
+    use_case: UseCase,
+    events: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--events",
+            help="KIND=PATH of an event file (JSONL, CSV, Parquet); repeat. Default: the use case's simulated files.",
+        ),
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+    secret: Secret = DEV_SECRET,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    prefix: Prefix = "",
+    speed: Annotated[
+        float, typer.Option(help="Replay at the events' own pace, this many times faster (0: as fast as possible).")
+    ] = 0.0,
+    rate: Annotated[float, typer.Option(help="Replay at this many events per second instead (0: off).")] = 0.0,
+    partitions: Annotated[int, typer.Option(help="Partitions of the events topic if it is created now.")] = 1,
+) -> None:
+    """Replay event files onto <use case>-events, merged in event-time order and keyed for the feature process."""
+    from serving.produce import EventFile, default_files, ensure_topic, load, publish
+
+    fs = _featureset(use_case, data_dir, secret)
+    if speed < 0 or rate < 0 or (speed and rate):
+        raise typer.BadParameter("give --speed or --rate (not both), each >= 0")
+    if partitions < 1:
+        raise typer.BadParameter("--partitions must be at least 1")
+    files = []
+    for item in events or []:
+        kind, sep, path = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--events takes KIND=PATH (e.g. payment=payments.jsonl), got {item!r}")
+        files.append(EventFile(kind, Path(path)))
+    try:
+        files = files or default_files(use_case, data_dir / use_case)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = _settings(use_case, bootstrap, prefix)
+    _check_broker(bootstrap)
+    topic = settings.topics.events
+    with _bar() as bar:
+        task = bar.add_task("read", total=None, rate="")
+        try:
+            messages = load(fs, files, advance=lambda n: bar.advance(task, n))
+        except (FileNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        bar.update(task, total=len(messages), completed=len(messages))
+        ensure_topic(bootstrap, topic, partitions)
+        send = bar.add_task("publish", total=len(messages), rate="")
+        started = time.perf_counter()
+
+        def advance(n: int) -> None:
+            bar.advance(send, n)
+            done = bar.tasks[send].completed
+            bar.update(send, rate=f"{done / max(time.perf_counter() - started, 1e-9):,.0f} ev/s")
+
+        report = publish(bootstrap, topic, messages, speed=speed, rate=rate, advance=advance)
+    console.print(
+        f"[green]published[/] {report.published:,} events to {topic} in {report.seconds:.1f} s "
+        f"({report.events_per_second:,.0f}/s); {report.invalid:,} invalid ones went unkeyed, to become dead letters"
+    )
+
+
+@app.command()
+def features(
+    use_case: UseCase,
+    data_dir: DataDir = DEFAULT_DATA,
+    secret: Secret = DEV_SECRET,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    prefix: Prefix = "",
+    guarantee: GuaranteeOpt = "exactly-once",
+    commit_interval: CommitInterval = None,
+    state_dir: StateDir = DEFAULT_STATE,
+    instance: Instance = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help="Also write feature rows, labels and dead letters into this DuckDB file (`materialize`'s tables).",
+        ),
+    ] = None,
+    publish: Annotated[
+        bool, typer.Option(help="Publish to the output topics; --no-publish with --db replays into DuckDB only.")
+    ] = True,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="Consumer-group role: a new one replays the events topic from its earliest offset, with its own state."
+        ),
+    ] = "features",
+    stop_after_idle: Idle = 0.0,
+    verbose: Verbose = False,
+) -> None:
+    """Run the feature process: events in; feature rows, labels, dead letters out (and optionally into DuckDB).
+
+    Materialize from the topic: --role materialize --no-publish --db data/samestream.duckdb --stop-after-idle 10
+    """
+    from serving.feature_process import FeatureProcess
+
+    _logging(verbose)
+    fs = _featureset(use_case, data_dir, secret)
+    settings = _settings(use_case, bootstrap, prefix, guarantee, commit_interval, state_dir, instance)
+    if not publish and db is None:
+        raise typer.BadParameter("--no-publish needs --db: the rows must go somewhere")
+    _check_broker(bootstrap)
+    with _bar() as bar:
+        task = bar.add_task("events", total=None, rate="")
+        started = time.perf_counter()
+
+        def on_message(topic: str, partition: int, offset: int) -> None:
+            if topic == settings.topics.events:
+                bar.advance(task)
+                done = bar.tasks[task].completed
+                if done % 500 == 0:
+                    bar.update(task, rate=f"{done / max(time.perf_counter() - started, 1e-9):,.0f} ev/s")
+
+        process = FeatureProcess(fs, settings, db_path=db, on_message=on_message, role=role, publish=publish)
+        console.print(
+            f"feature process: {settings.topics.events} -> {settings.topics.features} "
+            f"({settings.guarantee}); Ctrl+C stops"
+        )
+        counts = process.run(idle_timeout=stop_after_idle)
+    console.print(
+        f"[green]done[/]: {counts.summary()}" + (f"; DuckDB {db}: {process.sink.written}" if process.sink else "")
+    )
+
+
+@app.command()
+def serve(
+    use_case: UseCase,
+    data_dir: DataDir = DEFAULT_DATA,
+    secret: Secret = DEV_SECRET,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    prefix: Prefix = "",
+    guarantee: GuaranteeOpt = "exactly-once",
+    commit_interval: CommitInterval = None,
+    instance: Instance = None,
+    tracking_uri: TrackingUri = DEFAULT_TRACKING,
+    model_name: ModelName = None,
+    alias: Annotated[str, typer.Option(help="Alias (or version number) of the model to score with.")] = "champion",
+    watch_interval: WatchInterval = 5.0,
+    stop_after_idle: Idle = 0.0,
+    verbose: Verbose = False,
+) -> None:
+    """Run the live scorer: feature rows in, decisions out; models:/<name>@<alias> swapped in when the alias moves."""
+    from serving.registry import ModelUnavailable, ModelWatcher, Registry
+    from serving.scorer import ScoringProcess
+
+    _logging(verbose)
+    fs = _featureset(use_case, data_dir, secret)
+    settings = _settings(use_case, bootstrap, prefix, guarantee, commit_interval, instance=instance)
+    _check_broker(bootstrap)
+    name = model_name or get_use_case(use_case).model_name
+    watcher = ModelWatcher(Registry(tracking_uri), name, alias, tuple(fs.columns), watch_interval)
+    try:
+        model = watcher.start()
+    except ModelUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    process = ScoringProcess(fs, settings, watcher)
+    console.print(
+        f"scorer: {settings.topics.features} -> {settings.topics.decisions} with {model.label} "
+        f"({name}@{alias}, review >= {model.thresholds.review:g}, block >= {model.thresholds.block:g}; "
+        f"{settings.guarantee}, commit every {settings.effective_commit_interval:g} s); Ctrl+C stops"
+    )
+    counts = process.run(idle_timeout=stop_after_idle)
+    console.print(f"[green]done[/]: {counts.summary()}")
+
+
+@app.command()
+def shadow(
+    use_case: UseCase,
+    challenger: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--challenger", help="Alias or version number of a challenger; repeat. Default: every challenger-* alias."
+        ),
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+    secret: Secret = DEV_SECRET,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    prefix: Prefix = "",
+    tracking_uri: TrackingUri = DEFAULT_TRACKING,
+    model_name: ModelName = None,
+    live_db: Annotated[
+        Path, typer.Option("--live-db", envvar="SAMESTREAM_LIVE_DB", help="DuckDB file of live scores and labels.")
+    ] = DEFAULT_LIVE_DB,
+    metrics_interval: Annotated[
+        float, typer.Option(help="Seconds between live-metric rounds logged to MLflow.")
+    ] = 30.0,
+    top_k: Annotated[int, typer.Option(help="k of the precision-of-the-top-k metric.")] = 100,
+    watch_interval: WatchInterval = 5.0,
+    stop_after_idle: Idle = 0.0,
+    verbose: Verbose = False,
+) -> None:
+    """Run challengers beside the champion, each in its own process and consumer group; compare them live."""
+    from serving.registry import ModelUnavailable, Registry
+    from serving.shadow import ShadowConfig, ShadowHarness, resolve_challengers
+
+    _logging(verbose)
+    _featureset(use_case, data_dir, secret)
+    settings = _settings(use_case, bootstrap, prefix)
+    _check_broker(bootstrap)
+    if metrics_interval <= 0 or top_k < 1:
+        raise typer.BadParameter("--metrics-interval must be > 0 and --top-k >= 1")
+    name = model_name or get_use_case(use_case).model_name
+    try:
+        refs = resolve_challengers(Registry(tracking_uri), name, tuple(challenger or ()))
+    except ModelUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    config = ShadowConfig(
+        settings=settings,
+        data_dir=data_dir / use_case,
+        secret=secret,
+        tracking_uri=tracking_uri,
+        model_name=name,
+        challengers=refs,
+        live_db=live_db,
+        metrics_interval=metrics_interval,
+        top_k=top_k,
+        watch_interval=watch_interval,
+        idle_timeout=stop_after_idle,
+    )
+    console.print(
+        f"shadow: {', '.join(refs)} on {settings.topics.features} -> {settings.topics.shadow_scores}; "
+        f"scores and labels -> {live_db}; metrics -> MLflow experiment {use_case}-live every "
+        f"{metrics_interval:g} s; Ctrl+C stops"
+    )
+    ShadowHarness(config).run()
+
+
+@app.command()
+def promote(
+    use_case: UseCase,
+    version: Annotated[str | None, typer.Option("--version", help="Version number to promote.")] = None,
+    from_alias: Annotated[
+        str | None,
+        typer.Option("--from-alias", help="Promote the version this alias points to (e.g. challenger-xgboost)."),
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    tracking_uri: TrackingUri = DEFAULT_TRACKING,
+    model_name: ModelName = None,
+) -> None:
+    """Move the champion (or another alias) to a model version; running scorers swap to it without a restart."""
+    from serving.registry import ModelUnavailable, Registry
+
+    if use_case not in USE_CASES:
+        raise typer.BadParameter(f"unknown use case {use_case!r}; expected one of {', '.join(USE_CASES)}")
+    if (version is None) == (from_alias is None):
+        raise typer.BadParameter("give exactly one of --version or --from-alias")
+    name = model_name or get_use_case(use_case).model_name
+    registry = Registry(tracking_uri)
+    try:
+        target = version if version is not None else str(registry.resolve(name, from_alias).version)  # type: ignore[arg-type]
+        previous = registry.promote(name, target, alias)
+    except ModelUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"[green]{name}@{alias}[/]: v{previous or '-'} -> v{target}")
+
+
+if __name__ == "__main__":
+    app()

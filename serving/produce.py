@@ -1,0 +1,225 @@
+"""Replay producer: event files onto the use case's events topic, in event-time order.
+
+Files of different kinds (payments, labels) are merged the way the batch driver merges them:
+by event time, ties broken by the FeatureSet's kind order, then by input order. Each event is
+keyed by the FeatureSet's first-stage key (computed through parse -> depersonalize -> key, so
+the key is never a raw identifier), which puts every event that feeds one key's state on one
+partition, in that order. Events the FeatureSet rejects are published too, unkeyed and in their
+file position: the feature process turns them into dead letters, as it would live.
+
+Pacing: as fast as possible, at a fixed rate, or at the events' own pace sped up by a factor.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow.parquet as pq
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from features.featureset import FeatureSet, InvalidEvent
+from features.usecases import get_use_case
+
+FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class EventFile:
+    """One event file and the kind of event it holds (`payment`, `label`, ...)."""
+
+    kind: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message ready to publish, with the event time it is replayed at."""
+
+    event_time_ms: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    topic: str
+    published: int
+    invalid: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.published / self.seconds if self.seconds else 0.0
+
+
+def default_files(use_case: str, folder: Path) -> list[EventFile]:
+    """The event files `simulate` writes for a use case, whichever format is there."""
+    found = []
+    for kind, stem in get_use_case(use_case).files.items():
+        matches = [folder / f"{stem}{ext}" for ext in (".jsonl", ".parquet", ".csv")]
+        existing = [m for m in matches if m.exists()]
+        if not existing:
+            raise FileNotFoundError(
+                f"no {stem} file in {folder} (looked for {', '.join(m.name for m in matches)}): "
+                f"run `samestream simulate {use_case}` or pass --events {kind}=PATH"
+            )
+        found.append(EventFile(kind, existing[0]))
+    return found
+
+
+def check_files(fs: FeatureSet, files: Sequence[EventFile]) -> None:
+    """Fail before any work starts if a file is missing, of unknown format or kind."""
+    if not files:
+        raise ValueError("no event files to replay")
+    for f in files:
+        if not f.path.exists():
+            raise FileNotFoundError(f"event file {f.path} does not exist")
+        if f.path.suffix.lower() not in FORMATS:
+            raise ValueError(f"{f.path}: unsupported format {f.path.suffix!r}; expected one of {', '.join(FORMATS)}")
+        if f.kind not in fs.schemas:
+            raise ValueError(
+                f"{f.path}: unknown event kind {f.kind!r} for the {fs.name} use case; "
+                f"expected one of {sorted(fs.schemas)}"
+            )
+
+
+def read_payloads(path: Path) -> Iterator[bytes | dict[str, Any]]:
+    """Raw payloads of one file in file order: JSON lines as bytes, CSV/Parquet rows as dicts."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+            for row in batch.to_pylist():
+                yield {k: v for k, v in row.items() if v is not None}
+    elif suffix == ".csv":
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            for row in csv.DictReader(handle):
+                yield {k: v for k, v in row.items() if k is not None and v != ""}
+    else:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    yield line.rstrip(b"\r\n")
+
+
+def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], None] | None = None) -> list[Outgoing]:
+    """Every event of every file as a keyed message, in replay order."""
+    check_files(fs, files)
+    first_stage = fs.stages[0]
+    keyed: list[tuple[int, int, int, Outgoing]] = []
+    read = 0
+    for f in files:
+        rank = fs.kind_order[f.kind]
+        last_time = 0
+        for payload in read_payloads(f.path):
+            read += 1
+            try:
+                event = fs.parse(f.kind, payload)
+            except InvalidEvent:
+                message = Outgoing(last_time, None, _raw_value(f.kind, payload))
+            else:
+                last_time = fs.event_time_ms(event)
+                key = first_stage.key(fs.depersonalize(event)).encode()
+                message = Outgoing(last_time, key, _encode(event))
+            keyed.append((message.event_time_ms, rank, read, message))
+            if advance is not None and read % 10_000 == 0:
+                advance(10_000)
+    if advance is not None:
+        advance(read % 10_000)
+    keyed.sort(key=lambda item: item[:3])
+    return [item[3] for item in keyed]
+
+
+def _raw_value(kind: str, payload: bytes | dict[str, Any]) -> bytes:
+    """A rejected payload as published: the line itself, or the row as JSON tagged with its kind."""
+    if isinstance(payload, bytes):
+        return payload
+    try:
+        return _encode({"type": kind, **payload})
+    except (TypeError, msgspec.EncodeError):
+        return repr(payload).encode()
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Create `topic` with `partitions` partitions unless it exists (its partitions then stay)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+    try:
+        future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+
+
+def replay_producer(bootstrap: str, paced: bool) -> Producer:
+    """An idempotent producer: no linger when paced (each event leaves when due), batches otherwise."""
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 0 if paced else 20,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def publish(
+    bootstrap: str,
+    topic: str,
+    messages: Sequence[Outgoing],
+    *,
+    speed: float = 0.0,
+    rate: float = 0.0,
+    advance: Callable[[int], None] | None = None,
+    producer: Producer | None = None,
+) -> ReplayReport:
+    """Publish `messages` in order, paced by event time (`speed` x real time) or `rate` per second.
+
+    Both zero means as fast as the broker takes them. Delivery is idempotent (no duplicates on
+    retries) and checked: a message the broker refused makes this raise after the flush. Pass a
+    connected `producer` (see `replay_producer`) to reuse it across calls.
+    """
+    if speed < 0 or rate < 0:
+        raise ValueError("speed and rate must be >= 0")
+    paced = speed > 0 or rate > 0
+    producer = producer or replay_producer(bootstrap, paced)
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    started = time.perf_counter()
+    first_time = messages[0].event_time_ms if messages else 0
+    invalid = 0
+    for i, message in enumerate(messages):
+        if paced:
+            due = i / rate if rate > 0 else (message.event_time_ms - first_time) / 1000.0 / speed
+            wait = started + due - time.perf_counter()
+            if wait > 0.001:
+                time.sleep(wait)
+        invalid += message.key is None
+        while True:
+            try:
+                producer.produce(topic, value=message.value, key=message.key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if advance is not None and (paced or i % 1_000 == 999):
+            advance(1 if paced else 1_000)
+    remaining = producer.flush(60.0)
+    if advance is not None and not paced:
+        advance(len(messages) % 1_000)
+    if remaining:
+        raise RuntimeError(f"{remaining} messages still unsent to {topic} after 60 s: is the broker up?")
+    if failures:
+        raise RuntimeError(f"{len(failures)} messages refused by the broker, first: {failures[0]}")
+    return ReplayReport(topic, len(messages), invalid, time.perf_counter() - started)

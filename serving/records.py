@@ -1,0 +1,78 @@
+"""The JSON records the live processes write, and how a pipeline routes them to their topics.
+
+Inside a quixstreams pipeline every value is an `Item`, a `(kind, body)` pair: `record` (a
+depersonalized event between stages), `row` (a feature row), `label`, `decision`, `score` or
+`dead` (a dead letter). Keeping the kind next to the body lets one linear pipeline carry labels
+and dead letters past the stages to their own topics without branching (quixstreams copies a
+value for every extra branch), and the pair survives a repartition topic as a JSON array.
+Only the body is written to the output topic.
+
+Decision record (`<use case>-decisions`), one per scored row::
+
+    {"payment_id": "p17", "score": 0.031, "decision": "approve", "model": "fraud-detector",
+     "version": "3", "latency_ms": 4.2, "model_ms": 0.05, "decided_at": 1767225600123}
+
+`latency_ms` runs from the moment the event was published (its Kafka timestamp, which the
+feature row and the decision inherit) to the decision; `model_ms` is the model call alone. The
+id field is named after the FeatureSet's row id.
+
+Dead letter (`<use case>-deadletters`)::
+
+    {"source": "fraud-events", "position": "0:1234", "topic": "fraud-events", "partition": 0,
+     "offset": 1234, "process": "features", "kind": "payment",
+     "reason": "schema violation: Expected `float`, got `str` - at `$.amount`",
+     "payload": "{... \\"card_number\\":\\"<redacted>\\" ...}", "at": 1767225600123}
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+
+from features.featureset import FeatureSet
+
+Item = tuple[str, dict[str, Any]]
+
+_encode = msgspec.json.Encoder().encode
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def encode_body(item: Item) -> bytes:
+    """Serializer of output topics: the body of an item, as compact JSON."""
+    return _encode(item[1])
+
+
+def dead_letter(
+    fs: FeatureSet,
+    process: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    kind: str | None,
+    reason: str,
+    payload: Any,
+) -> Item:
+    """A dead-letter item: the reason, the payload with personal data masked, and where it was."""
+    letter = fs.dead_letter(topic, f"{partition}:{offset}", kind, reason, payload)
+    return (
+        "dead",
+        {
+            **asdict(letter),
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "process": process,
+            "at": now_ms(),
+        },
+    )
+
+
+def dead_letter_key(body: dict[str, Any]) -> str:
+    """Where the rejected message is: enough to fetch the original, nothing personal."""
+    return f"{body['topic']}:{body['partition']}:{body['offset']}"

@@ -1,0 +1,68 @@
+"""Topic names of a use case: one place, so every process and every user agrees on them.
+
+All event kinds of a use case share ONE input topic (`<use case>-events`, a `type` field tells a
+payment from a label), so the events that update one key's state reach it through one partition,
+in the order they were published. Everything downstream is derived and depersonalized.
+
+Messages are plain JSON (UTF-8), readable with any Kafka client (kcat, kafka-console-consumer):
+
+- `<use case>-events`: key = the first stage's key (fraud: `merchant_id`); value = one event of
+  the FeatureSet's schemas with its `type` (fraud: `payment` or `label`).
+- `<use case>-features`: key = row id (fraud: `payment_id`); value = one feature row (the
+  FeatureSet's columns) plus `featureset_version`.
+- `<use case>-labels`: key = row id; value = one label row (fraud: payment_id, is_fraud, known_at).
+- `<use case>-decisions`: key = row id; value = a decision record (see `serving.records`).
+- `<use case>-shadow-scores`: key = row id; value = a challenger's score record.
+- `<use case>-deadletters`: key = `<topic>:<partition>:<offset>` of the rejected message; value =
+  reason, masked payload and where the original is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic and consumer-group names of one use case, under an optional prefix.
+
+    The prefix keeps environments (or test runs) on one cluster apart; it is empty by default.
+    """
+
+    use_case: str
+    prefix: str = ""
+
+    def _name(self, suffix: str) -> str:
+        return f"{self.prefix}{self.use_case}-{suffix}"
+
+    @property
+    def events(self) -> str:
+        return self._name("events")
+
+    @property
+    def features(self) -> str:
+        return self._name("features")
+
+    @property
+    def labels(self) -> str:
+        return self._name("labels")
+
+    @property
+    def decisions(self) -> str:
+        return self._name("decisions")
+
+    @property
+    def deadletters(self) -> str:
+        return self._name("deadletters")
+
+    @property
+    def shadow_scores(self) -> str:
+        return self._name("shadow-scores")
+
+    def stage(self, stage: str) -> str:
+        """Repartition topic feeding the third and later keyed stages of a FeatureSet."""
+        return self._name(f"stage-{stage}")
+
+    def group(self, role: str) -> str:
+        """Consumer group of one process role (`features`, `scorer`, `shadow-...`)."""
+        return self._name(role)

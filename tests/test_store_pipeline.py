@@ -1,0 +1,273 @@
+"""The store use case end to end: simulate, materialize into DuckDB, per-event parity, train into MLflow.
+
+One small chain (three months, a few stores) is simulated with canary personal values planted
+in the POS feed, materialized through the real batch driver and trained into a temporary MLflow
+store. Its faulty records are checked against the simulator's ground truth, reason by reason;
+its valid ones against the truth's daily tallies, store × product × day.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import mlflow
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.featureset import LocalRunner
+from features.store import StoreFeatureSet
+from features.usecases import build_featureset, get_use_case
+from training.datasets import default_windows, time_span
+from training.jobs.store import StoreReport, train_forecasts
+from training.materialize import materialize
+from training.replay import Source, sources_in
+from training.simulators.store import simulate_store
+from training.sources import read_payloads
+from training.store import connect
+from training.store_forecast import load_splits
+from training.store_quality import QualitySummary, quality_summary
+
+pytestmark = pytest.mark.slow
+
+CASHIER = "Quennell Zabriskie-Canary"
+CARD = "CANARY-LOYALTY-7731"
+NEEDLES = [CASHIER.encode(), CARD.encode(), b"Zabriskie"]
+
+
+@dataclass(frozen=True)
+class StorePipeline:
+    folder: Path
+    db: Path
+    tracking_uri: str
+    artifacts: Path
+    log: Path
+    truth: dict
+    fs: StoreFeatureSet
+    quality: QualitySummary
+    report: StoreReport
+
+
+def plant_canaries(sales: Path, every: int = 499) -> int:
+    """Give some receipt lines a canary cashier and loyalty card; add one rejected canary line."""
+    lines = sales.read_bytes().splitlines()
+    for i in range(0, len(lines), every):
+        event = json.loads(lines[i])
+        event.update(cashier=CASHIER, loyalty_card=CARD)
+        lines[i] = json.dumps(event).encode()
+    bad = json.loads(lines[1]) | {"cashier": CASHIER, "loyalty_card": CARD, "unit": "litre"}
+    lines.insert(len(lines) // 2, json.dumps(bad).encode())
+    sales.write_bytes(b"\n".join(lines) + b"\n")
+    return 1
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> StorePipeline:
+    root = tmp_path_factory.mktemp("store")
+    sim = simulate_store(root / "data" / "store", n_sales=100_000, days=91, seed=11, fmt="jsonl")
+    truth = json.loads(json.dumps(sim.truth))
+    truth["dead_letters"]["sale"]["schema violation"] += plant_canaries(sim.folder / "sales.jsonl")
+    log = root / "pipeline.log"
+    logging.getLogger().addHandler(handler := logging.FileHandler(log))
+    logging.getLogger().setLevel(logging.DEBUG)
+    fs = build_featureset("store", sim.folder, "unused")
+    db = root / "data" / "samestream.duckdb"
+    materialize(fs, sources_in(get_use_case("store").files, sim.folder), db)
+    con = connect(db, read_only=True)
+    windows = default_windows(*time_span(con, fs), warmup_days=14, validation_days=14, delay_days=1, test_days=21)
+    con.close()
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous, cwd = mlflow.get_tracking_uri(), Path.cwd()
+    mlflow.set_tracking_uri(tracking_uri)
+    os.chdir(root)  # MLflow puts a SQLite store's artifacts under ./mlruns
+    try:
+        quality = quality_summary(db, fs)
+        report = train_forecasts(fs, load_splits(db, fs, windows), quality, "store-demand", seed=3)
+    finally:
+        os.chdir(cwd)
+        mlflow.set_tracking_uri(previous)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return StorePipeline(sim.folder, db, tracking_uri, root / "mlruns", log, truth, fs, quality, report)
+
+
+def test_dead_letters_match_the_planted_faults_reason_by_reason(pipeline: StorePipeline) -> None:
+    con = duckdb.connect(str(pipeline.db), read_only=True)
+    got: dict[str, dict[str, int]] = {}
+    for kind, reason, n in con.execute(
+        "SELECT kind, split_part(reason, ':', 1), count(*) FROM store_dead_letters GROUP BY ALL"
+    ).fetchall():
+        got.setdefault(kind, {})[reason] = n
+    duplicates, late = con.execute("SELECT sum(dq_duplicates), sum(dq_late) FROM store_features").fetchone()
+    con.close()
+    assert got == pipeline.truth["dead_letters"]
+    assert set(got) == {"sale", "delivery", "stock_count", "price_change"}
+    assert {"late", "wrong unit", "unknown reference", "schema violation"} <= set(got["sale"])
+    assert "negative stock" in got["stock_count"]
+    assert duplicates == sum(pipeline.truth["duplicates"].values()) > 0 and late == 0
+    assert pipeline.quality.by_reason()["late"] == pipeline.truth["dead_letters"]["sale"]["late"]
+    assert pipeline.quality.duplicates == duplicates
+
+
+def test_every_valid_record_is_in_the_rows_and_every_report_in_the_labels(pipeline: StorePipeline) -> None:
+    """Each row's lag_1 is its previous day's tally of valid sales, to the gram; labels are the reports."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{pipeline.db}' AS db (READ_ONLY)")
+    truth = f"'{pipeline.folder / 'truth_daily.parquet'}'"
+    n_truth, n_days = con.execute(f"SELECT count(*), count(DISTINCT day) FROM {truth}").fetchone()
+    assert pipeline.truth["converted_units"] > 0 and pipeline.truth["after_midnight"] > 0
+    assert pipeline.truth["out_of_order"] > 0
+    rows, exact = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE f.lag_1 = round(t.feed, 3))
+            FROM db.store_features f JOIN {truth} t
+            ON f.store_id = t.store_id AND f.product_id = t.product_id AND f.day = t.day + INTERVAL 1 DAY"""
+    ).fetchone()
+    assert rows == exact == n_truth
+    labels, equal = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE l.units_sold = t.sold)
+            FROM db.store_labels l JOIN {truth} t ON l.row_id = t.store_id || '|' || t.product_id || '|' || t.day"""
+    ).fetchone()
+    assert labels == equal == n_truth and n_days == 91
+    read = con.execute("SELECT events_read FROM db.materializations").fetchone()[0]
+    con.close()
+    assert read == sum(pipeline.truth["records"].values()) + 1  # the planted canary line
+
+
+def _stream_rows(fs: StoreFeatureSet, folder: Path, arrival: bool) -> list[dict]:
+    """Every valid event as a tagged JSON message through a fresh per-event runner.
+
+    In event-time order as the replay producer publishes, or, with `arrival`, each sale when
+    its till uploaded it, as a live POS feed delivers them.
+    """
+
+    def messages(source: Source):
+        for _, payload in read_payloads(source.path):
+            try:
+                event = fs.parse(source.kind, payload)
+            except Exception:
+                continue
+            at = event.sent_at if arrival and source.kind == "sale" else fs.event_time_ms(event)
+            yield at, fs.kind_order[source.kind], msgspec.json.encode(event)
+
+    streams = [sorted(messages(s)) for s in sources_in(get_use_case("store").files, folder)]
+    runner = LocalRunner(fs)
+    rows: list[dict] = []
+    for _, _, message in heapq.merge(*streams):
+        outcome = runner.process(None, message)
+        assert outcome.dead_letter is None
+        rows.extend(outcome.rows)
+    return rows
+
+
+def test_batch_and_per_event_rows_are_identical_in_any_arrival_order(pipeline: StorePipeline) -> None:
+    con = duckdb.connect(str(pipeline.db), read_only=True)
+    batch = con.execute(
+        "SELECT * EXCLUDE (featureset_version, event_time, day), epoch_ms(event_time) AS event_time, "
+        "epoch_ms(day) AS day FROM store_features ORDER BY row_id"
+    ).df()
+    con.close()
+    columns = list(pipeline.fs.columns)
+    expected = batch[columns].to_dict("records")
+    for arrival in (False, True):
+        stream = sorted(_stream_rows(pipeline.fs, pipeline.folder, arrival), key=lambda r: r["row_id"])
+        assert len(stream) == len(expected) > 5_000
+        assert [{c: r[c] for c in columns} for r in stream] == expected
+
+
+def test_versions_aliases_signature_and_the_scorer_contract(pipeline: StorePipeline) -> None:
+    mlflow.set_tracking_uri(pipeline.tracking_uri)
+    try:
+        client = MlflowClient()
+        model = client.get_registered_model("store-demand")
+        champion = client.get_model_version_by_alias("store-demand", "champion")
+        best = min(pipeline.report.results, key=lambda r: r.validation["wape"])
+        assert champion.tags["candidate"] == best.candidate
+        assert set(model.aliases) == {"champion"} | {
+            f"challenger-{r.candidate.replace('_', '-')}" for r in pipeline.report.results if r is not best
+        }
+        assert champion.tags["featureset_version"] == pipeline.fs.version
+        assert len(json.loads(champion.tags["spread_quantiles"])) == 50
+        info = mlflow.models.get_model_info("models:/store-demand@champion")
+        assert [c.name for c in info.signature.inputs] == list(pipeline.fs.feature_names)
+        loaded = mlflow.pyfunc.load_model("models:/store-demand@champion")
+        frame = load_splits(pipeline.db, pipeline.fs, pipeline.report.windows).test.head(50)
+        predicted = loaded.predict(frame[list(pipeline.fs.feature_names)])
+        inner = loaded.unwrap_python_model()
+        one = [inner.predict_one(row) for row in frame[list(inner.feature_names)].to_numpy()]
+        assert np.allclose(predicted, one, rtol=1e-5, atol=1e-6) and (predicted >= 0).all()
+        runs = client.search_runs([client.get_experiment_by_name("store").experiment_id])
+        by_name = {r.info.run_name: r for r in runs}
+        assert {"xgboost", "hist_gradient_boosting", "ridge", "naive_same_weekday"} <= set(by_name)
+        assert by_name["xgboost"].data.metrics.keys() == by_name["ridge"].data.metrics.keys()
+        assert {"val_wape", "test_mae", "test_bias", "test_policy_waste_cost", "dq_dead_late"} <= set(
+            by_name["naive_same_weekday"].data.metrics
+        )
+        assert {"featureset_version", "dataset_fingerprint_train", "label_cutoff"} <= by_name[
+            "xgboost"
+        ].data.params.keys()
+        plots = {Path(a.path).name for a in client.list_artifacts(by_name["xgboost"].info.run_id, "plots")}
+        assert plots == {"forecast_vs_actual.png", "feature_importance.png", "policy_frontier.png"}
+    finally:
+        mlflow.set_tracking_uri("")
+
+
+def test_models_forecast_better_and_cut_waste_without_more_stockouts(pipeline: StorePipeline) -> None:
+    naive = pipeline.report.baseline
+    naive_policy = naive.policy.metrics()
+    for result in pipeline.report.results:
+        assert result.test["wape"] < naive.test["wape"] and result.validation["wape"] < naive.validation["wape"]
+        matched = result.matched.metrics()
+        assert matched["policy_stockout_rate"] <= naive_policy["policy_stockout_rate"]
+        assert matched["policy_waste_cost"] < 0.8 * naive_policy["policy_waste_cost"]
+        assert matched["policy_margin"] > naive_policy["policy_margin"]
+    champion = next(r for r in pipeline.report.results if r.alias == "champion")
+    assert champion.policy.metrics()["policy_waste_cost"] < naive_policy["policy_waste_cost"]
+    assert champion.policy.markdowns > 0 and champion.policy.expected_waste_avoided > 0
+
+
+def _leaks(blob: bytes) -> list[bytes]:
+    lowered = blob.lower()
+    return [n for n in NEEDLES if n.lower() in lowered]
+
+
+def test_canaries_never_reach_duckdb_mlflow_or_logs(pipeline: StorePipeline) -> None:
+    assert _leaks((pipeline.folder / "sales.jsonl").read_bytes())  # they were planted
+    con = duckdb.connect(str(pipeline.db), read_only=True)
+    tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+    assert {"store_features", "store_labels", "store_dead_letters"} <= set(tables)
+    for table in tables:
+        columns = con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND data_type = 'VARCHAR'",
+            [table],
+        ).fetchall()
+        for (column,) in columns:
+            values = con.execute(f'SELECT DISTINCT "{column}" FROM {table}').fetchall()
+            assert _leaks("\n".join(v for (v,) in values if v).encode()) == [], (table, column)
+    [(payload,)] = con.execute("SELECT payload FROM store_dead_letters WHERE reason LIKE '%litre%'").fetchall()
+    con.close()
+    assert "<redacted>" in payload
+    assert _leaks(pipeline.db.read_bytes()) == []
+    store = Path(pipeline.tracking_uri.removeprefix("sqlite:///"))
+    files = [store, pipeline.log, *(p for p in pipeline.artifacts.rglob("*") if p.is_file())]
+    assert any(p.name == "MLmodel" for p in files) and any(p.suffix == ".png" for p in files)
+    for path in files:
+        assert _leaks(path.read_bytes()) == [], path
+
+
+def test_the_simulator_is_reproducible(tmp_path: Path) -> None:
+    first = simulate_store(tmp_path / "a", n_sales=3_000, days=35, seed=5, fmt="parquet")
+    second = simulate_store(tmp_path / "b", n_sales=3_000, days=35, seed=5, fmt="parquet")
+    names = sorted(p.name for p in first.folder.iterdir())
+    assert names == sorted(p.name for p in second.folder.iterdir())
+    assert "price_changes.parquet" in names and "sales.jsonl" in names and "deliveries.csv" in names
+    for name in names:
+        assert (first.folder / name).read_bytes() == (second.folder / name).read_bytes(), name
+    assert pd.read_parquet(first.folder / "truth_daily.parquet")["sold"].sum() > 0
