@@ -137,3 +137,29 @@ def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
         logging.getLogger().removeHandler(handler)
         handler.close()
     return Pipeline(root / "data", db, tracking_uri, root / "mlruns", "fraud-detector", secret)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris():
+    """Each test leaves MLflow's process-wide tracking and registry URIs as it found them.
+
+    Code under test (the live registry, fixtures) sets them for its own store; without this,
+    a later test in the same process would read another test's registry.
+    """
+    import sys
+
+    if "mlflow" not in sys.modules:
+        yield
+        return
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
