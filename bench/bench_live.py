@@ -137,6 +137,8 @@ class Bench:
         )
 
     def record(self, what: str, setting: str, figure: str, target: str) -> None:
+        """One result row; the 1-minute load average says how busy the machine was meanwhile."""
+        figure = f"{figure} (load {os.getloadavg()[0]:.1f})"
         self.results.append((what, setting, figure, target))
         console.print(f"  {escape(what)} ({escape(setting)}): [bold]{escape(figure)}[/] (target {escape(target)})")
 
@@ -272,7 +274,6 @@ class Bench:
             produce.publish(self.bootstrap, settings.topics.events, paced, rate=self.args.rate * 2, producer=producer)
             _wait(lambda: reader.count >= payments, 120, "every paced decision")
         finally:
-            reader.stop()
             for p in processes:
                 p.send_signal(signal.SIGTERM)
             for p in processes:
@@ -280,6 +281,7 @@ class Bench:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
+            reader.stop()
         lat = np.array(reader.latencies)
         return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()), len(lat)
 
@@ -416,7 +418,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each latency run")
     parser.add_argument(
         "--intervals",
-        type=lambda s: [float(x) for x in s.split(",")],
+        type=lambda s: [float(x) for x in s.split(",") if x],
         default=[0.05, 0.1, 0.25],
         help="exactly-once commit intervals to try",
     )
@@ -425,11 +427,13 @@ def main() -> None:
     )
     parser.add_argument("--skip-shadows", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     bench = Bench(args)
     bench.setup()
     console.print(f"{len(bench.messages):,} events, {len(bench.rows):,} feature rows; models {bench.versions}")
-    bench.throughput()
+    if not args.skip_throughput:
+        bench.throughput()
     if not args.skip_latency:
         bench.latencies()
     bench.report()

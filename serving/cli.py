@@ -70,7 +70,7 @@ CommitInterval = Annotated[
     typer.Option(
         "--commit-interval",
         envvar="SAMESTREAM_COMMIT_INTERVAL",
-        help="Seconds between commits. Default: 0.1 exactly-once, 1.0 at-least-once.",
+        help="Seconds between commits. Default: 0.05 exactly-once, 1.0 at-least-once.",
         show_default=False,
     ),
 ]
@@ -168,6 +168,16 @@ def _settings(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _check_decided(use_case: str) -> None:
+    from serving.scorer import DECIDED_USE_CASES
+
+    if use_case not in DECIDED_USE_CASES:
+        raise typer.BadParameter(
+            f"live decisions exist for {', '.join(DECIDED_USE_CASES)} only; {use_case} can be produced and run "
+            "through `samestream features`, and scored offline with `samestream score`"
+        )
 
 
 def _check_broker(bootstrap: str) -> None:
@@ -348,6 +358,7 @@ def serve(
 
     _logging(verbose)
     fs = _featureset(use_case, data_dir, secret)
+    _check_decided(use_case)
     settings = _settings(use_case, bootstrap, prefix, guarantee, commit_interval, instance=instance)
     _check_broker(bootstrap)
     name = model_name or get_use_case(use_case).model_name
@@ -399,6 +410,7 @@ def shadow(
 
     _logging(verbose)
     _featureset(use_case, data_dir, secret)
+    _check_decided(use_case)
     settings = _settings(use_case, bootstrap, prefix)
     _check_broker(bootstrap)
     if metrics_interval <= 0 or top_k < 1:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from quixstreams import Application, State, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
@@ -161,7 +162,7 @@ class FeatureProcess:
             record = fs.depersonalize(event)
             expected = fs.stages[0].key(record)
         except InvalidEvent as exc:
-            return [self._dead(kind, exc.reason, value)]
+            return [self._dead(kind or self._sniff_kind(value), exc.reason, value)]
         except Exception as exc:  # a FeatureSet bug must not stop the stream
             # The message of an error on a raw event may quote its personal data: type only.
             return [self._dead(kind, f"processing error: {type(exc).__name__} while reading the event", value)]
@@ -174,6 +175,14 @@ class FeatureProcess:
         labels = fs.label_rows(record)
         self.counts.labels += len(labels)
         return [*(("label", row) for row in labels), ("record", record)]
+
+    def _sniff_kind(self, value: bytes) -> str | None:
+        """The `type` of a rejected event, if it is readable and known: says where to look."""
+        try:
+            kind = _type_only(value).type
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return kind if kind in self.fs.schemas else None
 
     def _stage(self, stage: Stage, last: bool) -> Callable[[Item, State], list[Item]]:
         """One keyed stage over records; other items pass by untouched."""
@@ -216,6 +225,13 @@ class FeatureProcess:
                 self.sink.close()
         log.info("feature process stopped after %.1f s: %s", time.perf_counter() - started, self.counts.summary())
         return self.counts
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str | None = None
+
+
+_type_only = msgspec.json.Decoder(_TypeOnly).decode
 
 
 def _rekey(stage: Stage, row_id: str) -> Callable[[Item], str]:

@@ -1,8 +1,8 @@
 """The JSON records the live processes write, and how a pipeline routes them to their topics.
 
 Inside a quixstreams pipeline every value is an `Item`, a `(kind, body)` pair: `record` (a
-depersonalized event between stages), `row` (a feature row), `label`, `decision`, `score` or
-`dead` (a dead letter). Keeping the kind next to the body lets one linear pipeline carry labels
+depersonalized event between stages), `row` (a feature row), `label`, `decision`, `score`,
+`dead` (a dead letter) or `skip`. Keeping the kind next to the body lets one linear pipeline carry labels
 and dead letters past the stages to their own topics without branching (quixstreams copies a
 value for every extra branch), and the pair survives a repartition topic as a JSON array.
 Only the body is written to the output topic.
@@ -10,11 +10,14 @@ Only the body is written to the output topic.
 Decision record (`<use case>-decisions`), one per scored row::
 
     {"payment_id": "p17", "score": 0.031, "decision": "approve", "model": "fraud-detector",
-     "version": "3", "latency_ms": 4.2, "model_ms": 0.05, "decided_at": 1767225600123}
+     "version": "3", "alias": "champion", "latency_ms": 4.2, "model_ms": 0.05,
+     "decided_at": 1767225600123}
 
 `latency_ms` runs from the moment the event was published (its Kafka timestamp, which the
 feature row and the decision inherit) to the decision; `model_ms` is the model call alone. The
-id field is named after the FeatureSet's row id.
+id field is named after the FeatureSet's row id. A challenger's score record
+(`<use case>-shadow-scores`) has the same fields plus `error` (null, or why the model failed,
+with `score` and `decision` null).
 
 Dead letter (`<use case>-deadletters`)::
 

@@ -30,6 +30,9 @@ from serving.registry import ModelWatcher
 from serving.settings import Guarantee, LiveSettings, OffsetReset
 
 log = logging.getLogger("samestream.scorer")
+DECIDED_USE_CASES = ("fraud",)
+"""Use cases whose score becomes an approve/review/block decision. The loan offer (a rate) and
+the store order (a quantity) need decisions of their own before they are served live."""
 _decode = msgspec.json.Decoder(dict).decode
 
 

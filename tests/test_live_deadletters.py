@@ -108,6 +108,8 @@ def test_bad_events_are_dead_lettered_exactly_and_the_stream_goes_on() -> None:
     assert len(letters) == len(bad) == sum(counts.dead.values())
     assert [v["reason"].split(":")[0] for _, v in letters] == [reason for _, _, reason in bad]
     assert [v["offset"] for _, v in letters] == bad_offsets
+    readable = ["unknown", *["payment"] * 6, "unknown", "payment", "unknown"]
+    assert [v["kind"] for _, v in letters] == readable
     for key, letter in letters:
         assert letter["process"] == "features" and letter["topic"] == settings.topics.events
         assert key == f"{letter['topic']}:{letter['partition']}:{letter['offset']}"
