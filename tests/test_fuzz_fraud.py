@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.featureset import LocalRunner
 from tests.conftest import MERCHANTS
+
+pytestmark = pytest.mark.slow  # hundreds of generated events per test: seconds, not milliseconds
 
 FIELDS = ["payment_id", "ts", "customer_id", "card_number", "merchant_id", "amount", "currency", "lat", "lon",
           "channel", "device_id", "ip", "cardholder_name", "email", "reference"]

@@ -24,6 +24,8 @@ from features.loan import LoanFeatureSet, MasterScale, RiskGrade
 from features.store import StoreFeatureSet
 from features.store.lookups import Calendar, Product, Store
 
+pytestmark = pytest.mark.slow  # hundreds of generated events per test: seconds, not milliseconds
+
 SCALE = MasterScale(
     [RiskGrade("A", 700, 0.01), RiskGrade("B", 600, 0.03), RiskGrade("C", 300, 0.1), RiskGrade("U", None, 0.05)]
 )
