@@ -9,7 +9,7 @@ DATA_DIR ?= data
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export SAMESTREAM_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help venv tools train simulate materialize test test-fast serve features shadow ui notebook \
+.PHONY: help venv tools train simulate materialize test test-fast soak serve features shadow ui notebook \
         kafka-up kafka-down bench lint clean
 
 help: ## List the targets
@@ -40,6 +40,9 @@ tools:
 
 test: venv tools kafka-up ## Run every test, Kafka ones included (starts the local broker)
 	$(BIN)/python -m pytest -q
+
+soak: venv tools kafka-up ## Long fault tests under load (a scorer replica killed mid-stream)
+	$(BIN)/python -m pytest -q -m soak
 
 test-fast: venv ## Run the fast unit tests only (seconds, no broker)
 	$(BIN)/python -m pytest -q -m "not slow and not kafka"

@@ -23,7 +23,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("Materialization throughput (fraud, one core)", [PY, "bench/bench_materialize.py", "--use-case", "fraud", "--size", "500000", "--repeats", "3"]),
     ("Materialization throughput (loan, one core)", [PY, "bench/bench_materialize.py", "--use-case", "loan", "--size", "50000", "--repeats", "3", "--formats", "jsonl"]),
     ("Materialization throughput (store, one core)", [PY, "bench/bench_materialize.py", "--use-case", "store", "--repeats", "3", "--formats", "jsonl"]),
-    ("Bulk load of store history", [PY, "bench/bench_store_bulk.py"]),
+    ("Bulk load of store history", [PY, "bench/bench_store_bulk.py", "--sales", "3000000", "--days", "730"]),
     ("Training time per model (fraud, default size)", [PY, "bench/bench_train.py", "--use-case", "fraud", "--repeats", "3"]),
     ("Live path on the local broker (fraud)", [PY, "bench/bench_live.py"]),
 ]

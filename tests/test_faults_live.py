@@ -135,6 +135,7 @@ PARTITIONS = 4
 REPLICA_RATE = 300.0
 
 
+@pytest.mark.soak
 def test_a_killed_replica_hands_its_partitions_over_and_every_row_gets_one_decision(
     broker: str, tmp_path: Path
 ) -> None:
