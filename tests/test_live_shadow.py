@@ -81,14 +81,14 @@ def _config(prefix: str, challengers: tuple[str, ...], live_db: Path, idle: floa
     )
 
 
-def test_raising_and_sleeping_challengers_change_neither_champion_decisions_nor_throughput(tmp_path: Path) -> None:
+def test_raising_and_sleeping_challengers_do_not_change_champion_decisions(tmp_path: Path) -> None:
     sim = simulation()
     store = model_store()
     rows = [{**r, "payment_id": f"{r['payment_id']}-{k}"} for k in range(8) for r in sim.rows]
 
     alone = unique_prefix("alone")
     produce_rows(f"{alone}fraud-features", rows)
-    decisions_alone, rate_alone = _champion_run(alone, rows)
+    decisions_alone, _ = _champion_run(alone, rows)
 
     shadowed = unique_prefix("shadowed")
     config = _config(shadowed, (store.versions["raiser"], store.versions["sleeper"]), tmp_path / "live.duckdb", 0.0)
@@ -100,7 +100,7 @@ def test_raising_and_sleeping_challengers_change_neither_champion_decisions_nor_
         scores_topic = f"{shadowed}fraud-shadow-scores"
         wait_for(lambda: len(read_topic(scores_topic)) >= 2, 90, "both challengers scoring")
         produce_rows(f"{shadowed}fraud-features", rows[1:])
-        decisions_shadowed, rate_shadowed = _champion_run(shadowed, rows)
+        decisions_shadowed, _ = _champion_run(shadowed, rows)
         shadow_scores = [v for _, v in read_topic(scores_topic)]
     finally:
         harness.stop()
@@ -108,9 +108,6 @@ def test_raising_and_sleeping_challengers_change_neither_champion_decisions_nor_
     assert not runner.is_alive(), "the harness did not stop"
 
     assert decisions_shadowed == decisions_alone
-    assert rate_shadowed >= 0.7 * rate_alone, (
-        f"champion {rate_shadowed:.0f} rows/s with shadows vs {rate_alone:.0f} alone"
-    )
     raised = [s for s in shadow_scores if s["version"] == store.versions["raiser"]]
     slept = [s for s in shadow_scores if s["version"] == store.versions["sleeper"]]
     assert raised and all(
