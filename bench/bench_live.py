@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 import msgspec
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from quixstreams import Application
 from rich.console import Console
 from rich.markup import escape
@@ -63,6 +65,11 @@ class Bench:
         self.tracking_uri = f"sqlite:///{self.tmp / 'mlflow.db'}"
         self.versions: dict[str, str] = {}
         self.results: list[tuple[str, str, str, str]] = []
+        self.prefixes: list[str] = []
+
+    def prefix(self, kind: str) -> str:
+        self.prefixes.append(f"bench-{kind}-{uuid.uuid4().hex[:6]}-")
+        return self.prefixes[-1]
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -145,7 +152,7 @@ class Bench:
     # --- throughput --------------------------------------------------------------------------
 
     def throughput(self) -> None:
-        prefix = _prefix("tp")
+        prefix = self.prefix("tp")
         events = f"{prefix}fraud-events"
         produce.ensure_topic(self.bootstrap, events, 1)
         produce.publish(self.bootstrap, events, self.messages)
@@ -209,6 +216,7 @@ class Bench:
             processing_guarantee="at-least-once",
             loglevel="WARNING",
             commit_interval=1.0,
+            state_dir=self.tmp / "state",
             on_message_processed=tick,
         )
         apps.append(app)
@@ -220,7 +228,7 @@ class Bench:
     # --- latency -----------------------------------------------------------------------------
 
     def latency(self, guarantee: str, interval: float | None, shadows: bool) -> tuple[float, float, float, int]:
-        prefix = _prefix("lat")
+        prefix = self.prefix("lat")
         settings = self.settings(prefix, guarantee, interval)
         produce.ensure_topic(self.bootstrap, settings.topics.events, 1)
         common = [
@@ -239,7 +247,7 @@ class Bench:
         )
         commands = [
             ["features", *common, *tuned, "--state-dir", str(self.tmp / "state" / prefix)],
-            ["serve", *common, *tuned, "--tracking-uri", self.tracking_uri],
+            ["serve", *common, *tuned, "--tracking-uri", self.tracking_uri, "--state-dir", str(self.tmp / "state")],
         ]
         if shadows:
             live_db = str(self.tmp / f"{prefix}live.duckdb")
@@ -253,6 +261,8 @@ class Bench:
                     live_db,
                     "--metrics-interval",
                     "10",
+                    "--state-dir",
+                    str(self.tmp / "state"),
                 ]
             )
         logs = self.tmp / "logs"
@@ -311,6 +321,14 @@ class Bench:
                 f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms",
                 "pick: p99 < 250 ms",
             )
+
+    def clean_up(self) -> None:
+        """Delete this run's topics (changelogs and repartition topics included) and files."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        names = [t for t in admin.list_topics(timeout=10).topics if any(p in t for p in self.prefixes)]
+        for future in (admin.delete_topics(names) if names else {}).values():
+            future.result(30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def report(self) -> None:
         table = Table(
@@ -381,10 +399,6 @@ class _Reader(threading.Thread):
         self.consumer.close()
 
 
-def _prefix(kind: str) -> str:
-    return f"bench-{kind}-{uuid.uuid4().hex[:6]}-"
-
-
 def _produce(bootstrap: str, topic: str, messages: Any) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
     for key, value in messages:
@@ -430,13 +444,16 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     bench = Bench(args)
-    bench.setup()
-    console.print(f"{len(bench.messages):,} events, {len(bench.rows):,} feature rows; models {bench.versions}")
-    if not args.skip_throughput:
-        bench.throughput()
-    if not args.skip_latency:
-        bench.latencies()
-    bench.report()
+    try:
+        bench.setup()
+        console.print(f"{len(bench.messages):,} events, {len(bench.rows):,} feature rows; models {bench.versions}")
+        if not args.skip_throughput:
+            bench.throughput()
+        if not args.skip_latency:
+            bench.latencies()
+        bench.report()
+    finally:
+        bench.clean_up()
 
 
 if __name__ == "__main__":

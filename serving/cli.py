@@ -344,6 +344,7 @@ def serve(
     prefix: Prefix = "",
     guarantee: GuaranteeOpt = "exactly-once",
     commit_interval: CommitInterval = None,
+    state_dir: StateDir = DEFAULT_STATE,
     instance: Instance = None,
     tracking_uri: TrackingUri = DEFAULT_TRACKING,
     model_name: ModelName = None,
@@ -359,7 +360,7 @@ def serve(
     _logging(verbose)
     fs = _featureset(use_case, data_dir, secret)
     _check_decided(use_case)
-    settings = _settings(use_case, bootstrap, prefix, guarantee, commit_interval, instance=instance)
+    settings = _settings(use_case, bootstrap, prefix, guarantee, commit_interval, state_dir, instance)
     _check_broker(bootstrap)
     name = model_name or get_use_case(use_case).model_name
     watcher = ModelWatcher(Registry(tracking_uri), name, alias, tuple(fs.columns), watch_interval)
@@ -391,6 +392,7 @@ def shadow(
     secret: Secret = DEV_SECRET,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     prefix: Prefix = "",
+    state_dir: StateDir = DEFAULT_STATE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING,
     model_name: ModelName = None,
     live_db: Annotated[
@@ -411,7 +413,7 @@ def shadow(
     _logging(verbose)
     _featureset(use_case, data_dir, secret)
     _check_decided(use_case)
-    settings = _settings(use_case, bootstrap, prefix)
+    settings = _settings(use_case, bootstrap, prefix, state_dir=state_dir)
     _check_broker(bootstrap)
     if metrics_interval <= 0 or top_k < 1:
         raise typer.BadParameter("--metrics-interval must be > 0 and --top-k >= 1")

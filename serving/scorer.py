@@ -95,7 +95,11 @@ class ScoringProcess:
         topics = settings.topics
         guarantee: Guarantee | None = "at-least-once" if challenger else None
         self.app = settings.application(
-            role, guarantee=guarantee, offset_reset=offset_reset, on_message_processed=self._processed
+            role,
+            guarantee=guarantee,
+            offset_reset=offset_reset,
+            on_message_processed=self._processed,
+            background=challenger,
         )
         features = self.app.topic(topics.features, value_deserializer="bytes", key_deserializer="bytes")
         outputs = {

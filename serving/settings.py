@@ -29,6 +29,8 @@ committing than it saved (bench/bench_live.py). At-least-once outputs are visibl
 interval only bounds what a crash replays."""
 
 OffsetReset = Literal["earliest", "latest"]
+BACKGROUND_BATCH_MS = 200
+"""How long a background role lets records gather before it fetches or sends them."""
 SESSION_TIMEOUT_MS = 15_000
 """How long a replica that vanished without restarting keeps its partitions (librdkafka: 45 s)."""
 
@@ -94,11 +96,14 @@ class LiveSettings:
         offset_reset: OffsetReset = "earliest",
         on_message_processed: Callable[[str, int, int], None] | None = None,
         loglevel: str = "WARNING",
+        background: bool = False,
     ) -> Application:
         """A quixstreams Application for one process role, in consumer group `<prefix><use case>-<role>`.
 
         `guarantee` overrides the setting for roles whose outputs are idempotent anyway (shadow
         scores land in DuckDB by primary key), where transactions would only add latency.
+        `background` is for roles off the decision path (shadows): they fetch and produce in
+        large, infrequent batches, so they cost the shared broker few requests.
         """
         interval = self.effective_commit_interval
         if guarantee is not None and guarantee != self.guarantee:
@@ -109,7 +114,11 @@ class LiveSettings:
         producer_config: dict[str, str | int] = {"linger.ms": 1 if guarantee == "at-least-once" else 5}
         if guarantee == "exactly-once":
             producer_config["transactional.id"] = member
-        consumer_config = {"group.instance.id": member, "session.timeout.ms": SESSION_TIMEOUT_MS}
+        consumer_config: dict[str, str | int] = {"group.instance.id": member, "session.timeout.ms": SESSION_TIMEOUT_MS}
+        if background:
+            producer_config["linger.ms"] = BACKGROUND_BATCH_MS
+            consumer_config |= {"fetch.min.bytes": 256 * 1024, "fetch.wait.max.ms": BACKGROUND_BATCH_MS}
+            interval = max(interval, 5.0)
         return Application(
             broker_address=self.bootstrap,
             consumer_group=group,

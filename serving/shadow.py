@@ -121,6 +121,7 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
         guarantee="at-least-once",
         offset_reset=config.offset_reset,
         on_message_processed=lambda *_: last_input.__setitem__(0, time.monotonic()),
+        background=True,
     )
     for name, parse in (
         (topics.decisions, _score_parser(fs.row_id, "champion")),

@@ -25,7 +25,8 @@ import cloudpickle
 import msgspec
 import numpy as np
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from features.featureset import FeatureSet
 from features.usecases import build_featureset
@@ -212,8 +213,27 @@ def model_store() -> ModelStore:
     return ModelStore(tracking_uri, versions)
 
 
+_prefixes: list[str] = []
+
+
 def unique_prefix(name: str) -> str:
-    return f"t-{name}-{uuid.uuid4().hex[:8]}-"
+    """A topic and consumer-group prefix of its own; its topics are deleted when the session ends."""
+    prefix = f"t-{name}-{uuid.uuid4().hex[:8]}-"
+    if not _prefixes:
+        atexit.register(_delete_topics, _prefixes)
+    _prefixes.append(prefix)
+    return prefix
+
+
+def _delete_topics(prefixes: list[str]) -> None:
+    """Delete the session's topics, changelogs and repartition topics included (they name the group)."""
+    admin = AdminClient({"bootstrap.servers": require_broker()})
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if any(p in t for p in prefixes)]
+        for future in (admin.delete_topics(names) if names else {}).values():
+            future.result(30)
+    except KafkaException:  # a broker gone by now keeps its topics; nothing else to undo
+        pass
 
 
 def live_settings(prefix: str, use_case: str = "fraud", **overrides: Any) -> LiveSettings:

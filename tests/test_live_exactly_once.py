@@ -65,6 +65,8 @@ def test_sigkill_mid_stream_leaves_exactly_one_committed_decision_per_row(tmp_pa
         store.tracking_uri,
         "--alias",
         store.versions["lr"],
+        "--state-dir",
+        str(tmp_path / "state"),
     ]
     rows = sim.rows
     produce_rows(features, rows[:1])

@@ -88,10 +88,12 @@ def test_events_published_with_kcat_are_scored_and_read_back_with_kcat(tmp_path:
         "--stop-after-idle",
         "3",
     ]
-    features = runner.invoke(cli_app, ["features", *common, "--state-dir", str(tmp_path / "state")])
+    state = str(tmp_path / "state")
+    features = runner.invoke(cli_app, ["features", *common, "--state-dir", state])
     assert features.exit_code == 0, features.output
     served = runner.invoke(
-        cli_app, ["serve", *common, "--tracking-uri", store.tracking_uri, "--alias", store.versions["lr"]]
+        cli_app,
+        ["serve", *common, "--tracking-uri", store.tracking_uri, "--alias", store.versions["lr"], "--state-dir", state],
     )
     assert served.exit_code == 0, served.output
 
