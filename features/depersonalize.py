@@ -168,14 +168,14 @@ def redact_payload(payload: Mapping[str, Any] | bytes | str, personal_fields: It
 
     A dead letter must say what was wrong without becoming a leak of its own.
     """
+    personal = frozenset(personal_fields)
     if isinstance(payload, Mapping):
-        masked = {k: ("<redacted>" if k in personal_fields else _printable(v)) for k, v in payload.items()}
-        text = repr(masked)
+        text = repr(_printable(payload, personal, 0))
     else:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         if len(text) > 4096:
             text = text[:4096] + "…"
-        for name in personal_fields:
+        for name in personal:
             text = regex.sub(
                 rf'("{regex.escape(name)}"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}}\]]+)',
                 r'\1"<redacted>"',
@@ -184,7 +184,25 @@ def redact_payload(payload: Mapping[str, Any] | bytes | str, personal_fields: It
     return redactor.redact(text)[0]
 
 
-def _printable(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > 256:
-        return value[:256] + "…"
+MAX_DEPTH = 4
+"""Nesting a dead letter's payload keeps; deeper containers (hostile input) are elided."""
+MAX_ITEMS = 32
+"""Entries per container a dead letter's payload keeps."""
+
+
+def _printable(value: Any, personal: frozenset[str], depth: int) -> Any:
+    """A bounded copy of a payload: personal fields masked at any depth, long text and large or
+    deep containers cut, so that printing it costs little and cannot recurse without end."""
+    if isinstance(value, str):
+        return value[:256] + "…" if len(value) > 256 else value
+    if isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_DEPTH:
+            return f"<{type(value).__name__} nested too deep>"
+        more = len(value) - MAX_ITEMS
+        if isinstance(value, Mapping):
+            pairs = list(value.items())[:MAX_ITEMS]
+            kept = {k: "<redacted>" if k in personal else _printable(v, personal, depth + 1) for k, v in pairs}
+            return kept | {"…": f"{more} more"} if more > 0 else kept
+        listed = [_printable(v, personal, depth + 1) for v in list(value)[:MAX_ITEMS]]
+        return [*listed, f"… {more} more"] if more > 0 else listed
     return value

@@ -64,11 +64,20 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Outcome:
-    """What one event produced: feature rows, label rows, or a dead letter."""
+    """What one event produced: feature rows, label rows, dead letters.
+
+    A rejected event has one dead letter; a record a stage fails on adds one, while the
+    event's other records and labels still come out, as they do in the stream.
+    """
 
     rows: list[Record] = field(default_factory=list)
     labels: list[Record] = field(default_factory=list)
-    dead_letter: DeadLetter | None = None
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def dead_letter(self) -> DeadLetter | None:
+        """The first dead letter, if the event (or a record of it) was rejected."""
+        return self.dead_letters[0] if self.dead_letters else None
 
 
 class FeatureSet(ABC):
@@ -121,7 +130,8 @@ class FeatureSet(ABC):
 
         `kind` names the schema (a file of payments); None reads it from the payload's `type`
         field (a topic that carries several kinds). Bytes are JSON; a mapping comes from a
-        columnar file, where CSV strings are converted to the declared types.
+        columnar file, where CSV strings are converted to the declared types. A parsed event
+        passes `check` and has an event time, so no driver meets a bad value later.
         """
         try:
             if isinstance(payload, bytes | str):
@@ -132,9 +142,17 @@ class FeatureSet(ABC):
                 event = msgspec.convert(payload, schema, strict=False)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidEvent(f"schema violation: {exc}") from None
+        except InvalidEvent:
+            raise
         except (UnicodeDecodeError, RecursionError, OverflowError, ValueError) as exc:
             raise InvalidEvent(f"unreadable payload: {type(exc).__name__}: {exc}") from None
-        self.check(event)
+        try:
+            self.check(event)
+            self.event_time_ms(event)
+        except InvalidEvent:
+            raise
+        except (OverflowError, ValueError) as exc:  # e.g. a valid datetime no calendar can place
+            raise InvalidEvent(f"impossible value: {type(exc).__name__}: {exc}") from None
         return event
 
     def _decoder(self, kind: str) -> msgspec.json.Decoder:
@@ -185,6 +203,16 @@ class FeatureSet(ABC):
         )
 
 
+READ_FAILURE = "processing error: {error} while reading the event"
+"""Reason of an event the FeatureSet failed to depersonalize: the error's type only, as its
+message may quote the raw event's personal data."""
+
+
+def stage_failure(stage: Stage, exc: Exception, redactor: Redactor) -> str:
+    """Reason of a record a stage failed on (both drivers word it alike); the message is redacted."""
+    return f"processing error in stage {stage.name}: {type(exc).__name__}: {redactor.redact(str(exc))[0]}"
+
+
 def _union(types: tuple[type, ...]) -> Any:
     union: Any = types[0]
     for t in types[1:]:
@@ -214,15 +242,33 @@ class LocalRunner:
         self.stores = {stage.name: DictStore() for stage in featureset.stages}
         self._chain = [(stage, self.stores[stage.name]) for stage in featureset.stages]
 
-    def run(self, event: msgspec.Struct) -> Outcome:
-        """Process one validated event through every stage."""
+    def run(self, event: msgspec.Struct, source: str = "inline", position: str = "") -> Outcome:
+        """Process one validated event through every stage.
+
+        An event the FeatureSet's own code fails on becomes a dead letter with the same reason
+        the stream driver gives it, so a bug costs one event, not the run.
+        """
         fs = self.featureset
-        record = fs.depersonalize(event)
-        labels = fs.label_rows(record)
+        kind = type(event).__struct_config__.tag
+        try:
+            record = fs.depersonalize(event)
+            labels = fs.label_rows(record)
+        except Exception as exc:
+            reason = READ_FAILURE.format(error=type(exc).__name__)
+            return Outcome(dead_letters=[fs.dead_letter(source, position, kind, reason, msgspec.to_builtins(event))])
+        outcome = Outcome(labels=labels)
         records = [record]
         for stage, store in self._chain:
-            records = [out for r in records for out in stage.process(r, store.state(stage.key(r)))]
-        return Outcome(rows=records, labels=labels)
+            done: list[Record] = []
+            for r in records:
+                try:
+                    done.extend(stage.process(r, store.state(stage.key(r))))
+                except Exception as exc:
+                    reason = stage_failure(stage, exc, fs.redactor)
+                    outcome.dead_letters.append(fs.dead_letter(source, position, str(r.get("kind", kind)), reason, r))
+            records = done
+        outcome.rows = records
+        return outcome
 
     def process(
         self,
@@ -235,5 +281,5 @@ class LocalRunner:
         try:
             event = self.featureset.parse(kind, payload)
         except InvalidEvent as exc:
-            return Outcome(dead_letter=self.featureset.dead_letter(source, position, kind, exc.reason, payload))
-        return self.run(event)
+            return Outcome(dead_letters=[self.featureset.dead_letter(source, position, kind, exc.reason, payload)])
+        return self.run(event, source, position)

@@ -30,7 +30,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
 from quixstreams.models.serializers.json import JSONSerializer
 
-from features.featureset import FeatureSet, InvalidEvent, Stage
+from features.featureset import READ_FAILURE, FeatureSet, InvalidEvent, Stage, stage_failure
 from serving.duckdb_sink import FeatureTableSink
 from serving.records import Item, dead_letter, dead_letter_key, encode_body
 from serving.settings import LiveSettings
@@ -160,19 +160,18 @@ class FeatureProcess:
             event = fs.parse(None, value)
             kind = self._kinds[type(event)]
             record = fs.depersonalize(event)
+            labels = fs.label_rows(record)
             expected = fs.stages[0].key(record)
         except InvalidEvent as exc:
             return [self._dead(kind or self._sniff_kind(value), exc.reason, value)]
         except Exception as exc:  # a FeatureSet bug must not stop the stream
-            # The message of an error on a raw event may quote its personal data: type only.
-            return [self._dead(kind, f"processing error: {type(exc).__name__} while reading the event", value)]
+            return [self._dead(kind, READ_FAILURE.format(error=type(exc).__name__), value)]
         if key is None or key != expected.encode():
             reason = (
                 f"wrong key: events must be keyed by their {fs.stages[0].name} key "
                 f"({fs.stages[0].name} {expected!r} for this event), so its state is found"
             )
             return [self._dead(kind, reason, value)]
-        labels = fs.label_rows(record)
         self.counts.labels += len(labels)
         return [*(("label", row) for row in labels), ("record", record)]
 
@@ -196,9 +195,7 @@ class FeatureProcess:
             try:
                 outputs = stage.process(body, state)
             except Exception as exc:  # a record the stage cannot handle must not stop the stream
-                detail = self.fs.redactor.redact(str(exc))[0]
-                reason = f"processing error in stage {stage.name}: {type(exc).__name__}: {detail}"
-                return [self._dead(body.get("kind"), reason, body)]
+                return [self._dead(body.get("kind"), stage_failure(stage, exc, self.fs.redactor), body)]
             if last:
                 self.counts.rows += len(outputs)
                 for row in outputs:

@@ -113,3 +113,51 @@ def test_three_keyed_stages_run_in_the_stream_as_in_the_batch_driver(partitions:
                     for key in {r[column] for r in rows.values()}
                 }
             )
+
+
+class FragileChainFeatureSet(ChainFeatureSet):
+    """Stage b fails on one of its keys, as a FeatureSet bug would."""
+
+    name: ClassVar[str] = "fragile"
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        a, b, c = super().stages
+        count = b.process
+
+        def fragile(record: Record, state: State) -> list[Record]:
+            if record["b"] == "b0":
+                raise ValueError(f"cannot count {record['b']}")
+            return count(record, state)
+
+        return (a, Stage(b.name, b.key, fragile), c)
+
+
+def test_a_record_a_stage_fails_on_is_dead_lettered_alike_in_stream_and_batch() -> None:
+    fs = FragileChainFeatureSet()
+    ticks = _ticks(200)
+    settings = live_settings(unique_prefix("fragile"), "fragile", guarantee="at-least-once")
+    produce.ensure_topic(settings.bootstrap, settings.topics.events, 1)
+    produce.publish(
+        settings.bootstrap,
+        settings.topics.events,
+        [produce.Outgoing(t.t, t.a.encode(), msgspec.json.encode(t)) for t in ticks],
+    )
+
+    counts = FeatureProcess(fs, settings).run(idle_timeout=3)
+    rows = {row["tick_id"]: row for _, row in read_topic(settings.topics.features)}
+    letters = [letter for _, letter in read_topic(settings.topics.deadletters)]
+
+    runner = LocalRunner(fs)
+    outcomes = [runner.run(t) for t in ticks]
+    expected = {row["tick_id"]: row for outcome in outcomes for row in outcome.rows}
+    batch_letters = [letter for outcome in outcomes for letter in outcome.dead_letters]
+    broken = sum(t.b == "b0" for t in ticks)
+    assert broken and len(batch_letters) == len(letters) == broken == sum(counts.dead.values())
+    assert (
+        {letter["reason"] for letter in letters}
+        == {letter.reason for letter in batch_letters}
+        == {"processing error in stage b: ValueError: cannot count b0"}
+    )
+    assert rows == {k: {**v, "featureset_version": fs.version} for k, v in expected.items()}
+    assert len(rows) == len(ticks) - broken

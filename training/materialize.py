@@ -80,12 +80,15 @@ def materialize(
                 rows.add(row)
             for label in outcome.labels:
                 labels.add(label)
+            for letter in outcome.dead_letters:
+                dead.add(store.dead_letter_row(letter))
             if progress is not None and i % 10_000 == 0:
                 progress("features", 10_000, n)
         if progress is not None:
             progress("features", n % 10_000, n)
         rows.flush()
         labels.flush()
+        dead.flush()
         seconds = (datetime.now() - clock).total_seconds()
         con.execute(
             "INSERT OR REPLACE INTO materializations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, true)",
@@ -98,7 +101,7 @@ def materialize(
                 history.read,
                 rows.written,
                 labels.written,
-                len(history.dead_letters),
+                dead.written,
             ],
         )
         return MaterializeReport(
@@ -108,7 +111,7 @@ def materialize(
             history.read,
             rows.written,
             labels.written,
-            len(history.dead_letters),
+            dead.written,
             False,
             seconds,
         )

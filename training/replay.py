@@ -91,12 +91,16 @@ class SortedEvents:
         return self._size
 
     def __iter__(self) -> Iterator[msgspec.Struct]:
+        return (event for _, event in self.numbered())
+
+    def numbered(self) -> Iterator[tuple[int, msgspec.Struct]]:
+        """(read number, event) in replay order; the read number counts events as they were read."""
         self._memory.sort(key=lambda item: item[:3])
         if not self._runs:
-            return (item[3] for item in self._memory)
+            return (item[2:] for item in self._memory)
         streams: list[Iterable[tuple[int, int, int, msgspec.Struct]]] = [self._read(p) for p in self._runs]
         streams.append(iter(self._memory))
-        return (item[3] for item in heapq.merge(*streams, key=lambda item: item[:3]))
+        return (item[2:] for item in heapq.merge(*streams, key=lambda item: item[:3]))
 
 
 @dataclass
@@ -112,7 +116,9 @@ def sources_in(files: Mapping[str, str], folder: Path) -> list[Source]:
     """The event file of every kind in `folder` (kind -> file stem), whichever format is there."""
     found = []
     for kind, stem in files.items():
-        matches = [folder / f"{stem}{ext}" for ext in (".jsonl", ".parquet", ".csv") if (folder / f"{stem}{ext}").exists()]
+        matches = [
+            folder / f"{stem}{ext}" for ext in (".jsonl", ".parquet", ".csv") if (folder / f"{stem}{ext}").exists()
+        ]
         if not matches:
             raise FileNotFoundError(f"no {stem}.jsonl, .parquet or .csv in {folder}")
         found.append(Source(kind, matches[0]))
@@ -157,8 +163,9 @@ def load(featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[i
     return Replay(events=events, dead_letters=dead, read=read)
 
 
-def run(featureset: FeatureSet, events: Iterable[msgspec.Struct]) -> Iterator[Outcome]:
-    """Run events, in the given order, through a fresh in-memory state."""
+def run(featureset: FeatureSet, events: SortedEvents) -> Iterator[Outcome]:
+    """Run the events through a fresh in-memory state; a dead letter of a stage says
+    `replay`, `event <n>`: the n-th event read, counting over the files in the order given."""
     runner = LocalRunner(featureset)
-    for event in events:
-        yield runner.run(event)
+    for read, event in events.numbered():
+        yield runner.run(event, "replay", f"event {read}")
