@@ -249,7 +249,7 @@ class LocalRunner:
         the stream driver gives it, so a bug costs one event, not the run.
         """
         fs = self.featureset
-        kind = type(event).__struct_config__.tag
+        kind = str(type(event).__struct_config__.tag)
         try:
             record = fs.depersonalize(event)
             labels = fs.label_rows(record)
@@ -265,7 +265,7 @@ class LocalRunner:
                     done.extend(stage.process(r, store.state(stage.key(r))))
                 except Exception as exc:
                     reason = stage_failure(stage, exc, fs.redactor)
-                    outcome.dead_letters.append(fs.dead_letter(source, position, str(r.get("kind", kind)), reason, r))
+                    outcome.dead_letters.append(fs.dead_letter(source, position, r.get("kind", kind), reason, r))
             records = done
         outcome.rows = records
         return outcome
