@@ -34,6 +34,7 @@ from features.featureset import READ_FAILURE, FeatureSet, InvalidEvent, Stage, s
 from serving.duckdb_sink import FeatureTableSink
 from serving.records import Item, dead_letter, dead_letter_key, encode_body
 from serving.settings import LiveSettings
+from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.features")
 PROCESS = "features"
@@ -102,8 +103,16 @@ class FeatureProcess:
         self.sink = FeatureTableSink(fs, db_path) if db_path is not None else None
         self._on_message = on_message
         self._stop_after = 0
-        self.app = settings.application(role, on_message_processed=self._processed)
-        self._build(self.app, publish)
+        self._role = role
+        self._publish = publish
+        self.restarts = 0
+        self.app = self._application()
+
+    def _application(self) -> Application:
+        """A new Application with the pipeline wired in: one per (re)start, see `run_supervised`."""
+        self.app = self.settings.application(self._role, on_message_processed=self._processed)
+        self._build(self.app, self._publish)
+        return self.app
 
     def _processed(self, topic: str, partition: int, offset: int) -> None:
         if self._on_message is not None:
@@ -216,7 +225,7 @@ class FeatureProcess:
         self._stop_after = max_events
         started = time.perf_counter()
         try:
-            self.app.run(timeout=idle_timeout, collect=False)
+            self.restarts += run_supervised(self._application, idle_timeout, PROCESS)
         finally:
             if self.sink is not None:
                 self.sink.close()

@@ -1,0 +1,81 @@
+"""Keep a live process running through Kafka failures that end a quixstreams Application.
+
+Some failures are final for one Kafka client but not for the process: a static group member
+fenced after the broker restarted (librdkafka treats `FENCED_INSTANCE_ID` as fatal), a
+transaction that could not commit while the broker was away, a broker unreachable past the
+client's timeouts. An Application that raised cannot be run again, so `run_supervised` builds
+a new one and resumes from the last committed offsets: under exactly-once the failed
+Application's open transaction is aborted (the new producer has the same transactional id and
+fences it) and its outputs are produced again, so nothing is lost or doubled; under
+at-least-once the last commit interval is replayed, as after any crash. The local state is
+recovered from its changelog as after any restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from confluent_kafka import KafkaException
+from quixstreams import Application
+from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout
+from quixstreams.exceptions import PartitionAssignmentError
+from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
+
+log = logging.getLogger("samestream.supervise")
+
+RECOVERABLE: tuple[type[BaseException], ...] = (
+    BaseKafkaException,
+    KafkaException,
+    KafkaBrokerUnavailableError,
+    CheckpointProducerTimeout,
+    PartitionAssignmentError,
+)
+"""Failures of the Kafka clients (or of state recovery from Kafka) a new Application can outlive."""
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+
+
+def run_supervised(make_app: Callable[[], Application], idle_timeout: float, name: str) -> int:
+    """Run Applications built by `make_app` until one stops normally (SIGINT/SIGTERM, `stop()`,
+    idle timeout); after a recoverable Kafka failure wait (1 s, doubling up to 30 s) and run a new
+    one. Returns how many times it restarted. Any other exception propagates."""
+    stopping = threading.Event()
+    restarts = 0
+    backoff = FIRST_BACKOFF_S
+    while True:
+        app = make_app()
+        try:
+            app.run(timeout=idle_timeout, collect=False)
+            return restarts
+        except RECOVERABLE as exc:
+            log.warning("%s: Kafka failure, a new client starts in %.0f s: %s", name, backoff, exc)
+        with _stop_on_signals(stopping):
+            if stopping.wait(backoff):
+                return restarts
+        restarts += 1
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+class _stop_on_signals:
+    """While waiting between Applications, SIGINT/SIGTERM end the process's run as they would
+    have ended the Application's."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
