@@ -41,7 +41,7 @@ tools:
 test: venv tools kafka-up ## Run every test, Kafka ones included (starts the local broker)
 	$(BIN)/python -m pytest -q
 
-soak: venv tools kafka-up ## Long fault tests under load (a scorer replica killed mid-stream)
+soak: venv tools kafka-up ## Fault tests under load: a scorer replica killed, the broker restarted (CI runs it)
 	$(BIN)/python -m pytest -q -m soak
 
 test-fast: venv ## Run the fast unit tests only (seconds, no broker)

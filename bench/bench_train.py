@@ -33,7 +33,14 @@ def main() -> None:
     job = get_job(args.use_case)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         folder = Path(tmp) / args.use_case
-        job.simulate(folder, size=args.size or job.default_size, days=job.default_days, seed=7, fmt="jsonl", advance=lambda _: None)
+        job.simulate(
+            folder,
+            size=args.size or job.default_size,
+            days=job.default_days,
+            seed=7,
+            fmt="jsonl",
+            advance=lambda _: None,
+        )
         fs = build_featureset(args.use_case, folder, "bench-secret")
         db = Path(tmp) / "bench.duckdb"
         materialize(fs, sources_in(get_use_case(args.use_case).files, folder), db)
@@ -50,7 +57,8 @@ def main() -> None:
                 started = time.perf_counter()
                 make(7).fit(x, y)
                 seconds.append(time.perf_counter() - started)
-            print(f"| {args.use_case} | {name} | {statistics.median(seconds):.1f} | {min(seconds):.1f} | {max(seconds):.1f} |")
+            figures = (statistics.median(seconds), min(seconds), max(seconds))
+            print(f"| {args.use_case} | {name} | " + " | ".join(f"{f:.1f}" for f in figures) + " |")
 
 
 if __name__ == "__main__":

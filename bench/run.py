@@ -20,18 +20,47 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 BENCHMARKS: list[tuple[str, list[str]]] = [
-    ("Materialization throughput (fraud, one core)", [PY, "bench/bench_materialize.py", "--use-case", "fraud", "--size", "500000", "--repeats", "3"]),
-    ("Materialization throughput (loan, one core)", [PY, "bench/bench_materialize.py", "--use-case", "loan", "--size", "50000", "--repeats", "3", "--formats", "jsonl"]),
-    ("Materialization throughput (store, one core)", [PY, "bench/bench_materialize.py", "--use-case", "store", "--repeats", "3", "--formats", "jsonl"]),
+    (
+        "Materialization throughput (fraud, one core)",
+        [PY, "bench/bench_materialize.py", "--use-case", "fraud", "--size", "500000", "--repeats", "3"],
+    ),
+    (
+        "Materialization throughput (loan, one core)",
+        [
+            PY,
+            "bench/bench_materialize.py",
+            "--use-case",
+            "loan",
+            "--size",
+            "50000",
+            "--repeats",
+            "3",
+            "--formats",
+            "jsonl",
+        ],
+    ),
+    (
+        "Materialization throughput (store, one core)",
+        [PY, "bench/bench_materialize.py", "--use-case", "store", "--repeats", "3", "--formats", "jsonl"],
+    ),
     ("Bulk load of store history", [PY, "bench/bench_store_bulk.py", "--sales", "3000000", "--days", "730"]),
-    ("Training time per model (fraud, default size)", [PY, "bench/bench_train.py", "--use-case", "fraud", "--repeats", "3"]),
+    (
+        "Training time per model (fraud, default size)",
+        [PY, "bench/bench_train.py", "--use-case", "fraud", "--repeats", "3"],
+    ),
     ("Live path on the local broker (fraud)", [PY, "bench/bench_live.py"]),
 ]
 
 
 def run(title: str, command: list[str]) -> str:
     started = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-v", *command], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"})
+    result = subprocess.run(
+        ["/usr/bin/time", "-v", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     seconds = time.perf_counter() - started
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
     peak_mb = f"{int(peak.group(1)) / 1024:,.0f} MB" if peak else "unknown"

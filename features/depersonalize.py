@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -31,7 +31,7 @@ DEV_SECRET = "samestream-dev-secret-change-me"
 _MAY_HOLD_ENTITY = re.compile(r"[0-9@]|::")
 
 
-class Policy(str, Enum):
+class Policy(StrEnum):
     """What happens to one field before anything leaves the feature process."""
 
     DROP = "drop"

@@ -167,7 +167,7 @@ class FeatureSet(ABC):
         except KeyError:
             raise InvalidEvent(f"unknown event kind {kind!r}; expected one of {sorted(self.schemas)}") from None
 
-    def check(self, event: msgspec.Struct) -> None:
+    def check(self, event: msgspec.Struct) -> None:  # noqa: B027 - an optional hook: most rules fit a schema
         """Rules a schema cannot express (unknown references, impossible values)."""
 
     @abstractmethod

@@ -170,16 +170,6 @@ def _settings(
         raise typer.BadParameter(str(exc)) from None
 
 
-def _check_decided(use_case: str) -> None:
-    from serving.scorer import DECIDED_USE_CASES
-
-    if use_case not in DECIDED_USE_CASES:
-        raise typer.BadParameter(
-            f"live decisions exist for {', '.join(DECIDED_USE_CASES)} only; {use_case} can be produced and run "
-            "through `samestream features`, and scored offline with `samestream score`"
-        )
-
-
 def _check_broker(bootstrap: str) -> None:
     """Fail in seconds with a useful message rather than retrying forever against nothing."""
     from confluent_kafka import KafkaException
@@ -353,17 +343,22 @@ def serve(
     stop_after_idle: Idle = 0.0,
     verbose: Verbose = False,
 ) -> None:
-    """Run the live scorer: feature rows in, decisions out; models:/<name>@<alias> swapped in when the alias moves."""
+    """Run the live scorer: feature rows in, decisions out; models:/<name>@<alias> swapped in when the alias moves.
+
+    fraud: approve/review/block per payment; loan: the offered rate per application; store: the
+    order and markdown per store × product for tomorrow (record formats: serving/records.py).
+    """
+    from serving.deciders import decider_for
     from serving.registry import ModelUnavailable, ModelWatcher, Registry
     from serving.scorer import ScoringProcess
 
     _logging(verbose)
     fs = _featureset(use_case, data_dir, secret)
-    _check_decided(use_case)
     settings = _settings(use_case, bootstrap, prefix, guarantee, commit_interval, state_dir, instance)
     _check_broker(bootstrap)
     name = model_name or get_use_case(use_case).model_name
-    watcher = ModelWatcher(Registry(tracking_uri), name, alias, tuple(fs.columns), watch_interval)
+    decider = decider_for(use_case)
+    watcher = ModelWatcher(Registry(tracking_uri), name, alias, tuple(fs.columns), watch_interval, decider)
     try:
         model = watcher.start()
     except ModelUnavailable as exc:
@@ -372,7 +367,7 @@ def serve(
     process = ScoringProcess(fs, settings, watcher)
     console.print(
         f"scorer: {settings.topics.features} -> {settings.topics.decisions} with {model.label} "
-        f"({name}@{alias}, review >= {model.thresholds.review:g}, block >= {model.thresholds.block:g}; "
+        f"({name}@{alias}, {decider.describe(model)}; "
         f"{settings.guarantee}, commit every {settings.effective_commit_interval:g} s); Ctrl+C stops"
     )
     counts = process.run(idle_timeout=stop_after_idle)
@@ -406,13 +401,17 @@ def shadow(
     stop_after_idle: Idle = 0.0,
     verbose: Verbose = False,
 ) -> None:
-    """Run challengers beside the champion, each in its own process and consumer group; compare them live."""
+    """Run challengers beside the champion, each in its own process and consumer group; compare them live.
+
+    Every use case records each model's decisions, latency and agreement with the champion;
+    fraud alone is also ranked against its labels (average precision, precision of the top k).
+    """
+    from serving.deciders import decider_for
     from serving.registry import ModelUnavailable, Registry
     from serving.shadow import ShadowConfig, ShadowHarness, resolve_challengers
 
     _logging(verbose)
     _featureset(use_case, data_dir, secret)
-    _check_decided(use_case)
     settings = _settings(use_case, bootstrap, prefix, state_dir=state_dir)
     _check_broker(bootstrap)
     if metrics_interval <= 0 or top_k < 1:
@@ -436,9 +435,15 @@ def shadow(
         watch_interval=watch_interval,
         idle_timeout=stop_after_idle,
     )
+    metrics = (
+        "ranking, latency, agreement"
+        if decider_for(use_case).ranked
+        else "latency, errors, agreement with the champion; ranking metrics are fraud's only: a loan label "
+        "answers the rate actually offered, a store label counts units sold, neither ranks a model's scores"
+    )
     console.print(
         f"shadow: {', '.join(refs)} on {settings.topics.features} -> {settings.topics.shadow_scores}; "
-        f"scores and labels -> {live_db}; metrics -> MLflow experiment {use_case}-live every "
+        f"scores and labels -> {live_db}; metrics ({metrics}) -> MLflow experiment {use_case}-live every "
         f"{metrics_interval:g} s; Ctrl+C stops"
     )
     ShadowHarness(config).run()

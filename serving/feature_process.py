@@ -188,7 +188,7 @@ class FeatureProcess:
         """The `type` of a rejected event, if it is readable and known: says where to look."""
         try:
             kind = _type_only(value).type
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             return None
         return kind if kind in self.fs.schemas else None
 

@@ -4,8 +4,11 @@ Every model's score of every row (the champion's from the decisions topic, the c
 from the shadow-scores topic) lands in `<use case>_live_scores`, keyed by (row id, model,
 version) so a replayed message adds nothing; labels land in the same `<use case>_labels` table
 the batch side uses. Metrics join the two as labels arrive: average precision and precision of
-the top k over labelled rows, latency p50/p99 (from event publication to score, and of the
-model call alone), agreement of decisions with the champion's, and error counts.
+the top k over labelled rows (where a label judges the score: fraud), latency p50/p99 (from
+event publication to score, and of the model call alone), agreement of decisions with the
+champion's, and error counts. A record's score and decision are what its use case's decider
+says they are (`Decider.summary`): a loan offer's P(accept) and rate, a store order's forecast
+and order.
 """
 
 from __future__ import annotations
@@ -101,7 +104,8 @@ class ModelMetrics:
     scored: int
     errors: int
     labelled: int
-    positives: int
+    positives: int | None
+    """Labelled rows with a positive label; None where labels do not rank scores."""
     average_precision: float | None
     precision_at_k: float | None
     latency_p50_ms: float | None
@@ -134,8 +138,8 @@ def label_target(fs: FeatureSet) -> tuple[str, str]:
     return target, time_col
 
 
-def compute(con: duckdb.DuckDBPyConnection, fs: FeatureSet, top_k: int) -> list[ModelMetrics]:
-    """Every model's metrics over what the live tables hold now."""
+def compute(con: duckdb.DuckDBPyConnection, fs: FeatureSet, top_k: int, ranked: bool = True) -> list[ModelMetrics]:
+    """Every model's metrics over what the live tables hold now; ranking ones only if `ranked`."""
     target, time_col = label_target(fs)
     scores = scores_table(fs.name)
     labels = table_names(fs.name)["label"]
@@ -155,15 +159,18 @@ def compute(con: duckdb.DuckDBPyConnection, fs: FeatureSet, top_k: int) -> list[
     ).fetchall()
     out = []
     for model, version, role, alias, scored, errors, labelled, positives, l50, l99, m50, m99, agreement in summary:
-        pairs = con.execute(
-            f"""
-            WITH y AS (SELECT "{fs.row_id}" AS id, arg_max("{target}", "{time_col}")::INT AS y FROM {labels} GROUP BY 1)
-            SELECT s.score, y.y FROM {scores} s JOIN y USING (id)
-            WHERE s.model = ? AND s.version = ? AND s.role = ? AND s.score IS NOT NULL
-            """,
-            [model, version, role],
-        ).fetchnumpy()
-        ap, top = ranking_metrics(pairs["score"], pairs["y"], top_k)
+        ap, top = None, None
+        if ranked:
+            pairs = con.execute(
+                f"""
+                WITH y AS (SELECT "{fs.row_id}" AS id, arg_max("{target}", "{time_col}")::INT AS y
+                           FROM {labels} GROUP BY 1)
+                SELECT s.score, y.y FROM {scores} s JOIN y USING (id)
+                WHERE s.model = ? AND s.version = ? AND s.role = ? AND s.score IS NOT NULL
+                """,
+                [model, version, role],
+            ).fetchnumpy()
+            ap, top = ranking_metrics(pairs["score"], pairs["y"], top_k)
         out.append(
             ModelMetrics(
                 model,
@@ -173,7 +180,7 @@ def compute(con: duckdb.DuckDBPyConnection, fs: FeatureSet, top_k: int) -> list[
                 int(scored),
                 int(errors),
                 int(labelled),
-                int(positives),
+                int(positives) if ranked else None,
                 ap,
                 top,
                 l50,

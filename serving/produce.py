@@ -4,15 +4,17 @@ Files of different kinds (payments, labels) are merged the way the batch driver 
 by event time, ties broken by the FeatureSet's kind order, then by input order. Each event is
 keyed by the FeatureSet's first-stage key (computed through parse -> depersonalize -> key, so
 the key is never a raw identifier), which puts every event that feeds one key's state on one
-partition, in that order. Events the FeatureSet rejects are published too, unkeyed and in their
-file position: the feature process turns them into dead letters, as it would live.
+partition, in that order. Files are read by `features.sources`, as the batch driver reads them,
+and every valid event is published as the typed JSON of its schema, whatever file it came from.
+Events the FeatureSet rejects are published too, unkeyed and in their file position (a CSV row
+with its values typed where they convert): the feature process turns them into dead letters
+with the reasons the batch driver gives.
 
 Pacing: as fast as possible, at a fixed rate, or at the events' own pace sped up by a factor.
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pyarrow.parquet as pq
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from features import sources
 from features.featureset import FeatureSet, InvalidEvent
 from features.usecases import get_use_case
 
-FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -80,10 +81,7 @@ def check_files(fs: FeatureSet, files: Sequence[EventFile]) -> None:
     if not files:
         raise ValueError("no event files to replay")
     for f in files:
-        if not f.path.exists():
-            raise FileNotFoundError(f"event file {f.path} does not exist")
-        if f.path.suffix.lower() not in FORMATS:
-            raise ValueError(f"{f.path}: unsupported format {f.path.suffix!r}; expected one of {', '.join(FORMATS)}")
+        sources.check_source(f.path)
         if f.kind not in fs.schemas:
             raise ValueError(
                 f"{f.path}: unknown event kind {f.kind!r} for the {fs.name} use case; "
@@ -93,20 +91,8 @@ def check_files(fs: FeatureSet, files: Sequence[EventFile]) -> None:
 
 def read_payloads(path: Path) -> Iterator[bytes | dict[str, Any]]:
     """Raw payloads of one file in file order: JSON lines as bytes, CSV/Parquet rows as dicts."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-            for row in batch.to_pylist():
-                yield {k: v for k, v in row.items() if v is not None}
-    elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            for row in csv.DictReader(handle):
-                yield {k: v for k, v in row.items() if k is not None and v != ""}
-    else:
-        with path.open("rb") as handle:
-            for line in handle:
-                if line.strip():
-                    yield line.rstrip(b"\r\n")
+    for _, payload in sources.read_payloads(path):
+        yield payload.rstrip(b"\r\n") if isinstance(payload, bytes) else payload
 
 
 def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], None] | None = None) -> list[Outgoing]:
@@ -123,7 +109,7 @@ def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], No
             try:
                 event = fs.parse(f.kind, payload)
             except InvalidEvent:
-                message = Outgoing(last_time, None, _raw_value(f.kind, payload))
+                message = Outgoing(last_time, None, _raw_value(fs, f.kind, payload))
             else:
                 last_time = fs.event_time_ms(event)
                 key = first_stage.key(fs.depersonalize(event)).encode()
@@ -137,12 +123,12 @@ def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], No
     return [item[3] for item in keyed]
 
 
-def _raw_value(kind: str, payload: bytes | dict[str, Any]) -> bytes:
-    """A rejected payload as published: the line itself, or the row as JSON tagged with its kind."""
+def _raw_value(fs: FeatureSet, kind: str, payload: bytes | dict[str, Any]) -> bytes:
+    """A rejected payload as published: the line itself, or the row, typed, as JSON tagged with its kind."""
     if isinstance(payload, bytes):
         return payload
     try:
-        return _encode({"type": kind, **payload})
+        return _encode({"type": kind, **sources.typed_row(fs.schemas[kind], payload)})
     except (TypeError, msgspec.EncodeError):
         return repr(payload).encode()
 

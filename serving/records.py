@@ -7,17 +7,35 @@ and dead letters past the stages to their own topics without branching (quixstre
 value for every extra branch), and the pair survives a repartition topic as a JSON array.
 Only the body is written to the output topic.
 
-Decision record (`<use case>-decisions`), one per scored row::
+Decision record (`<use case>-decisions`), one per scored row: the row id (named after the
+FeatureSet's row id), the decision fields of the use case's decider (`serving.deciders`), then
+the model and timings. Fraud, a verdict on the payment::
 
     {"payment_id": "p17", "score": 0.031, "decision": "approve", "model": "fraud-detector",
      "version": "3", "alias": "champion", "latency_ms": 4.2, "model_ms": 0.05,
      "decided_at": 1767225600123}
 
+Loan, the offer that answers the application: the rate (a fraction per year, on the grid of the
+version's pricing policy, never below its floor), the model's P(accept) at that rate and the
+expected value of offering it (EUR)::
+
+    {"application_id": "A0000042", "rate": 0.0875, "p_accept": 0.412,
+     "expected_value": 318.4, "model": "loan-acceptance", "version": "2", "alias": "champion",
+     "latency_ms": 6.1, "model_ms": 3.4, "decided_at": 1767225600123}
+
+Store, tomorrow's order for one store × product (units of the product; a tenth of a kg for goods
+sold by weight) and the markdown suggested for stock expiring tomorrow (a share of tomorrow's
+price, 0.0 for none), with the forecast at the scheduled price and what the decision expects::
+
+    {"row_id": "S001|P012|2025-11-04", "order_qty": 14.0, "markdown": 0.2, "forecast": 11.3,
+     "expected_sold": 12.6, "expected_waste": 0.4, "expected_margin": 9.85,
+     "model": "store-demand", "version": "1", "alias": "champion", "latency_ms": 30.2,
+     "model_ms": 3.8, "decided_at": 1767225600123}
+
 `latency_ms` runs from the moment the event was published (its Kafka timestamp, which the
-feature row and the decision inherit) to the decision; `model_ms` is the model call alone. The
-id field is named after the FeatureSet's row id. A challenger's score record
-(`<use case>-shadow-scores`) has the same fields plus `error` (null, or why the model failed,
-with `score` and `decision` null).
+feature row and the decision inherit) to the decision; `model_ms` is the model call and the
+decision alone. A challenger's score record (`<use case>-shadow-scores`) has the same fields
+plus `error` (null, or why the model failed, with the decision fields null).
 
 Dead letter (`<use case>-deadletters`)::
 

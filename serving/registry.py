@@ -1,13 +1,14 @@
 """Models from the MLflow registry for live scoring: load, watch an alias, promote.
 
 A model is addressed as `<name>@<alias>` (`fraud-detector@champion`) or `<name>/<version>`.
-Loading resolves the reference to a version once, loads that version's pyfunc, and reads its
-decision thresholds (version tags `threshold_review` / `threshold_block`, else the run's params
-of those names, else defaults). `ModelWatcher` polls the alias in a background thread; when it
-points to a new version, the new model is loaded beside the old one and swapped in with one
-reference assignment, which the scorer reads once per event: every event is scored by exactly
-one model, none is skipped or scored twice, and nothing restarts. If the registry cannot be
-reached, the loaded model keeps scoring.
+Loading resolves the reference to a version once, loads that version's pyfunc, and has the use
+case's decider (`serving.deciders`) read its decision policy from the version's tags (over its
+run's params of the same names): fraud thresholds, a loan pricing policy, a store demand
+spread. A version whose policy is unusable is refused like a missing one. `ModelWatcher` polls
+the alias in a background thread; when it points to a new version, the new model is loaded
+beside the old one and swapped in with one reference assignment, which the scorer reads once
+per event: every event is scored by exactly one model, none is skipped or scored twice, and
+nothing restarts. If the registry cannot be reached, the loaded model keeps scoring.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-log = logging.getLogger("samestream.registry")
+import numpy as np
+from numpy.typing import NDArray
 
-DEFAULT_REVIEW = 0.5
-DEFAULT_BLOCK = 0.9
+from serving.deciders import Decider, FraudDecider
+
+log = logging.getLogger("samestream.registry")
 
 
 class ModelUnavailable(RuntimeError):
@@ -30,37 +33,24 @@ class ModelUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Thresholds:
-    """Score cut-offs of a fraud decision: below `review` approve, from `block` on block."""
-
-    review: float = DEFAULT_REVIEW
-    block: float = DEFAULT_BLOCK
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.review <= self.block <= 1.0:
-            raise ValueError(
-                f"thresholds must satisfy 0 <= review <= block <= 1, got review={self.review}, block={self.block}"
-            )
-
-    def decide(self, score: float) -> str:
-        if score >= self.block:
-            return "block"
-        if score >= self.review:
-            return "review"
-        return "approve"
-
-
-@dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """One registered model version, ready to score one row at a time."""
+    """One registered model version, ready to decide one row at a time."""
 
     name: str
     version: str
     ref: str
     """What it was asked for: an alias (`champion`) or the version number."""
     feature_names: tuple[str, ...]
-    thresholds: Thresholds
+    """The model's inputs, in order."""
+    row_features: tuple[str, ...]
+    """The inputs read from a feature row: all but those the decider supplies (the loan's rate)."""
+    policy: Any
+    """What the decider read from the version's tags: `Thresholds`, `PricingPolicy` or `Spread`."""
     predict_one: Callable[[Sequence[float]], float]
+    """One row of model inputs -> its prediction, by the cheapest path the model offers."""
+    predict_many: Callable[[NDArray[np.float64]], NDArray[np.float64]]
+    """Rows of model inputs (n, len(feature_names)) -> n predictions, through the pyfunc's own
+    `predict`: for deciders that ask one row several questions (a rate grid, markdown depths)."""
 
     @property
     def label(self) -> str:
@@ -102,8 +92,9 @@ class Registry:
                 f"(`samestream train`), or check the name, alias and MLFLOW_TRACKING_URI"
             ) from exc
 
-    def load(self, name: str, ref: str, available: Sequence[str]) -> LoadedModel:
-        """Load what `ref` points to; refuse a model needing features the stream lacks."""
+    def load(self, name: str, ref: str, available: Sequence[str], decider: Decider) -> LoadedModel:
+        """Load what `ref` points to for `decider`'s decisions; refuse a model needing features the
+        stream lacks, or whose version carries no usable policy."""
         import mlflow.pyfunc
 
         version = self.resolve(name, ref)
@@ -116,37 +107,36 @@ class Registry:
         except Exception:
             inner = None
         names = _feature_names(pyfunc, inner)
-        missing = [n for n in names if n not in set(available)]
+        known = {*available, *decider.supplied_inputs}
+        missing = [n for n in names if n not in known]
         if missing:
             raise ModelUnavailable(
                 f"{name} v{version.version} needs features the stream does not carry: {missing[:5]}"
                 f"{' ...' if len(missing) > 5 else ''}; it was trained on another FeatureSet version"
             )
+        label = f"{name} v{version.version}"
+        try:
+            policy = decider.policy(self._params(version), names, label)
+        except ValueError as exc:
+            raise ModelUnavailable(f"{label} cannot make {decider.use_case} decisions: {exc}") from exc
         return LoadedModel(
             name=name,
             version=str(version.version),
             ref=ref,
             feature_names=names,
-            thresholds=self._thresholds(version),
+            row_features=tuple(n for n in names if n not in decider.supplied_inputs),
+            policy=policy,
             predict_one=_row_predictor(pyfunc, inner, names),
+            predict_many=_batch_predictor(pyfunc, names),
         )
 
-    def _thresholds(self, version: Any) -> Thresholds:
-        values: dict[str, Any] = {}
+    def _params(self, version: Any) -> dict[str, str]:
+        """The version's tags over its run's params: where training records a decision policy."""
         try:
             params = self.client.get_run(version.run_id).data.params if version.run_id else {}
         except Exception:
             params = {}
-        for key in ("threshold_review", "threshold_block"):
-            values[key] = version.tags.get(key, params.get(key))
-        try:
-            return Thresholds(
-                review=float(values["threshold_review"] or DEFAULT_REVIEW),
-                block=float(values["threshold_block"] or DEFAULT_BLOCK),
-            )
-        except ValueError as exc:
-            log.warning("%s v%s has unusable thresholds (%s); using the defaults", version.name, version.version, exc)
-            return Thresholds()
+        return {**params, **version.tags}
 
     def promote(self, name: str, version: str, alias: str = "champion") -> str | None:
         """Point `alias` at `version`; return the version it pointed to before (None if unset)."""
@@ -197,6 +187,18 @@ def _row_predictor(pyfunc: Any, inner: Any, names: tuple[str, ...]) -> Callable[
     return lambda row: float(pyfunc.predict(pd.DataFrame([list(row)], columns=list(names)))[0])
 
 
+def _batch_predictor(pyfunc: Any, names: tuple[str, ...]) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    """The registered model's own `predict` on a frame of rows: exactly what offline code calls.
+
+    Its schema check costs a few milliseconds a call, paid once per row (the loan grid and the
+    markdown depths are one call each): a live decision equals the offline one to the bit.
+    """
+    import pandas as pd
+
+    columns = list(names)
+    return lambda rows: np.asarray(pyfunc.predict(pd.DataFrame(rows, columns=columns)), dtype=np.float64)
+
+
 class ModelWatcher:
     """Keeps the model behind `name@ref` current while the stream is scored.
 
@@ -210,13 +212,23 @@ class ModelWatcher:
         Feature names the stream carries; a version needing others is not swapped in.
     interval:
         Seconds between alias checks.
+    decider:
+        Reads each version's decision policy (`serving.deciders.decider_for(use case)`); a
+        version without a usable one is not swapped in. Default: fraud's.
     """
 
     def __init__(
-        self, registry: Registry, name: str, ref: str, available: Sequence[str], interval: float = 5.0
+        self,
+        registry: Registry,
+        name: str,
+        ref: str,
+        available: Sequence[str],
+        interval: float = 5.0,
+        decider: Decider | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"watch interval must be positive seconds, got {interval}")
+        self.decider = decider or FraudDecider()
         self.registry = registry
         self.name = name
         self.ref = ref
@@ -230,7 +242,7 @@ class ModelWatcher:
 
     def start(self) -> LoadedModel:
         """Load the model now (raising ModelUnavailable if impossible), then watch its alias."""
-        self.current = self.registry.load(self.name, self.ref, self.available)
+        self.current = self.registry.load(self.name, self.ref, self.available, self.decider)
         log.info("scoring with %s (%s)", self.current.label, self.ref)
         if not is_version(self.ref):
             self._thread = threading.Thread(target=self._watch, name=f"watch-{self.ref}", daemon=True)
@@ -258,7 +270,7 @@ class ModelWatcher:
         if version == self.current.version:
             return
         try:
-            new = self.registry.load(self.name, version, self.available)
+            new = self.registry.load(self.name, version, self.available, self.decider)
         except ModelUnavailable as exc:
             log.error(
                 "%s@%s now points to v%s, which cannot be used (%s); still scoring with %s",

@@ -1,11 +1,12 @@
 """The live scorer: feature rows in, one decision per row out, from the model behind an alias.
 
-A quixstreams Application in its own consumer group reads `<use case>-features`, scores each
-row with the model the `ModelWatcher` currently holds, and writes a decision record (see
-`serving.records`) to `<use case>-decisions`. Under exactly-once, decisions and the consumed
-offsets commit in one Kafka transaction: a scorer killed at any moment and restarted leaves
-exactly one committed decision per row. A row that cannot be scored (missing or non-numeric
-features, or a model error) becomes a dead letter and the stream goes on.
+A quixstreams Application in its own consumer group reads `<use case>-features`, decides each
+row with the model the `ModelWatcher` currently holds and the use case's decider
+(`serving.deciders`: a fraud verdict, a loan offer, a store order), and writes a decision
+record (see `serving.records`) to `<use case>-decisions`. Under exactly-once, decisions and the
+consumed offsets commit in one Kafka transaction: a scorer killed at any moment and restarted
+leaves exactly one committed decision per row. A row that cannot be decided (missing or
+non-numeric inputs, or a model error) becomes a dead letter and the stream goes on.
 
 The same class scores for the shadow harness: a challenger writes score records to
 `<use case>-shadow-scores` and records a model error in the score record instead.
@@ -21,18 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from quixstreams import message_context
+from quixstreams import Application, message_context
 from quixstreams.models.serializers.json import JSONSerializer
 
 from features.featureset import FeatureSet
 from serving.records import Item, dead_letter, dead_letter_key, encode_body
 from serving.registry import ModelWatcher
 from serving.settings import Guarantee, LiveSettings, OffsetReset
+from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.scorer")
-DECIDED_USE_CASES = ("fraud",)
-"""Use cases whose score becomes an approve/review/block decision. The loan offer (a rate) and
-the store order (a quantity) need decisions of their own before they are served live."""
 _decode = msgspec.json.Decoder(dict).decode
 
 
@@ -59,11 +58,11 @@ class ScoringProcess:
     Parameters
     ----------
     fs:
-        The FeatureSet that made the rows (names the row id).
+        The FeatureSet that made the rows (names the row id and the use case).
     settings:
         Broker, guarantee, prefix.
     watcher:
-        Holds the model; `start()` it first.
+        Holds the model, loaded for the use case's decider; `start()` it first.
     challenger:
         False: the champion, decisions to `<use case>-decisions`, unscorable rows to dead letters.
         True: a shadow, score records (with `error`) to `<use case>-shadow-scores`, at-least-once;
@@ -85,34 +84,49 @@ class ScoringProcess:
     ) -> None:
         if watcher.current is None:
             raise ValueError("start the ModelWatcher before building a ScoringProcess")
+        if watcher.decider.use_case != fs.name:
+            raise ValueError(
+                f"the ModelWatcher loads models for {watcher.decider.use_case} decisions, the rows are {fs.name}'s: "
+                f"build it with decider=serving.deciders.decider_for({fs.name!r})"
+            )
         self.fs = fs
         self.watcher = watcher
+        self.decider = watcher.decider
         self.challenger = challenger
         self.counts = ScoreCounts()
         self._on_message = on_message
         self._stop_after = 0
         self._seen = 0
-        topics = settings.topics
+        self.settings = settings
+        self.role = role
+        self.offset_reset: OffsetReset = offset_reset
+        self.app = self._application()
+
+    def _application(self) -> Application:
+        """A new Application with the pipeline wired in: one per (re)start, see `run_supervised`."""
+        topics = self.settings.topics
+        challenger = self.challenger
         guarantee: Guarantee | None = "at-least-once" if challenger else None
-        self.app = settings.application(
-            role,
+        app = self.app = self.settings.application(
+            self.role,
             guarantee=guarantee,
-            offset_reset=offset_reset,
+            offset_reset=self.offset_reset,
             on_message_processed=self._processed,
             background=challenger,
         )
-        features = self.app.topic(topics.features, value_deserializer="bytes", key_deserializer="bytes")
+        features = app.topic(topics.features, value_deserializer="bytes", key_deserializer="bytes")
         outputs = {
-            kind: self.app.topic(name, key_serializer="str", value_serializer=JSONSerializer(dumps=encode_body))
+            kind: app.topic(name, key_serializer="str", value_serializer=JSONSerializer(dumps=encode_body))
             for kind, name in (
                 ("decision", topics.shadow_scores if challenger else topics.decisions),
                 ("dead", topics.deadletters),
             )
         }
-        sdf = self.app.dataframe(features).apply(self._score, metadata=True)
+        sdf = app.dataframe(features).apply(self._score, metadata=True)
         if challenger:
             sdf = sdf.filter(lambda item: item[0] != "skip")
         sdf.to_topic(lambda item, *_: outputs[item[0]], key=self._key)
+        return app
 
     def _processed(self, topic: str, partition: int, offset: int) -> None:
         self._seen += 1
@@ -128,10 +142,12 @@ class ScoringProcess:
     def _score(self, value: bytes, key: bytes | None, timestamp: int, headers: Any) -> Item:
         model = self.watcher.current
         assert model is not None
+        decider = self.decider
         row_id = self.fs.row_id
         try:
             row = _decode(value)
-            values = [row[name] for name in model.feature_names]
+            values = [row[name] for name in model.row_features]
+            extra = [row[name] for name in decider.row_columns]
             ident = row[row_id]
         except msgspec.DecodeError as exc:
             return self._dead(f"schema violation: feature row is not JSON: {exc}", value)
@@ -139,15 +155,16 @@ class ScoringProcess:
             return self._dead(f"schema violation: feature row lacks {exc}", value)
         if not isinstance(ident, str | int):
             return self._dead(f"schema violation: {row_id} is {type(ident).__name__}, not a string", row)
-        if not all(type(v) in (float, int) for v in values):
-            bad = [n for n, v in zip(model.feature_names, values, strict=True) if type(v) not in (float, int)]
+        if not all(type(v) in (float, int) for v in values + extra):
+            names = (*model.row_features, *decider.row_columns)
+            bad = [n for n, v in zip(names, values + extra, strict=True) if type(v) not in (float, int)]
             return self._dead(f"schema violation: non-numeric features {bad[:5]}", row)
         error = None
         started = time.perf_counter()
         try:
-            score: float | None = model.predict_one(values)
+            decided = decider.decide(model, row, values)
         except Exception as exc:  # a failing model must not stop the stream
-            score, error = None, f"model error: {type(exc).__name__}: {exc}"
+            decided, error = dict.fromkeys(decider.fields), f"model error: {type(exc).__name__}: {exc}"
         model_ms = (time.perf_counter() - started) * 1000.0
         if error is not None:
             self.counts.errors += 1
@@ -158,8 +175,7 @@ class ScoringProcess:
         decided_at = time.time() * 1000.0
         body: dict[str, Any] = {
             row_id: str(ident),
-            "score": score,
-            "decision": model.thresholds.decide(score) if score is not None else None,
+            **decided,
             "model": model.name,
             "version": model.version,
             "alias": model.ref,
@@ -184,7 +200,7 @@ class ScoringProcess:
         or, if `max_rows` > 0, until that many rows have been consumed."""
         self._stop_after = max_rows
         try:
-            self.app.run(timeout=idle_timeout, collect=False)
+            run_supervised(self._application, idle_timeout, self.role)
         finally:
             self.watcher.stop()
         log.info("scorer stopped: %s", self.counts.summary())

@@ -8,7 +8,9 @@ goes on, and one whose process dies is restarted with backoff while the others c
 
 A collector process reads the champion's decisions, the challengers' scores and the labels into
 DuckDB (`serving.live_metrics`) and logs live metrics per model to MLflow every
-`metrics_interval` seconds, and once more when it stops.
+`metrics_interval` seconds, and once more when it stops. Every use case's records are kept
+(a loan offer as its P(accept) and rate, a store order as its forecast and order); ranking
+metrics are computed only where a label judges the score (fraud, `Decider.ranked`).
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from quixstreams import Application
 
 from features.featureset import FeatureSet
 from features.usecases import build_featureset
+from serving.deciders import Decider, decider_for
 from serving.live_metrics import LiveScoreSink, MlflowLiveLog, compute, open_live_db
 from serving.records import Item
 from serving.registry import ModelUnavailable, ModelWatcher, Registry, is_version
 from serving.scorer import ScoringProcess
 from serving.settings import LiveSettings, OffsetReset
+from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.shadow")
 _decode = msgspec.json.Decoder(dict).decode
@@ -92,7 +97,12 @@ def run_challenger(config: ShadowConfig, ref: str) -> None:
     _child_logging()
     fs = config.featureset()
     watcher = ModelWatcher(
-        Registry(config.tracking_uri), config.model_name, ref, tuple(fs.columns), config.watch_interval
+        Registry(config.tracking_uri),
+        config.model_name,
+        ref,
+        tuple(fs.columns),
+        config.watch_interval,
+        decider_for(fs.name),
     )
     watcher.start()
     process = ScoringProcess(
@@ -111,31 +121,37 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
     os.nice(NICENESS)
     _child_logging()
     fs = config.featureset()
+    decider = decider_for(fs.name)
     settings = config.settings
     topics = settings.topics
     con = open_live_db(config.live_db, fs)
     sink = LiveScoreSink(fs, con)
     last_input = [time.monotonic()]
-    app = settings.application(
-        "shadow-collector",
-        guarantee="at-least-once",
-        offset_reset=config.offset_reset,
-        on_message_processed=lambda *_: last_input.__setitem__(0, time.monotonic()),
-        background=True,
-    )
-    for name, parse in (
-        (topics.decisions, _score_parser(fs.row_id, "champion")),
-        (topics.shadow_scores, _score_parser(fs.row_id, "challenger")),
-        (topics.labels, _label_parser),
-    ):
-        sdf = app.dataframe(app.topic(name, value_deserializer="bytes", key_deserializer="bytes"))
-        sdf.apply(parse).filter(lambda item: item[0] != "skip").sink(sink)
+    apps: list[Application] = []
+
+    def application() -> Application:
+        app = settings.application(
+            "shadow-collector",
+            guarantee="at-least-once",
+            offset_reset=config.offset_reset,
+            on_message_processed=lambda *_: last_input.__setitem__(0, time.monotonic()),
+            background=True,
+        )
+        for name, parse in (
+            (topics.decisions, _score_parser(fs.row_id, "champion", decider)),
+            (topics.shadow_scores, _score_parser(fs.row_id, "challenger", decider)),
+            (topics.labels, _label_parser),
+        ):
+            sdf = app.dataframe(app.topic(name, value_deserializer="bytes", key_deserializer="bytes"))
+            sdf.apply(parse).filter(lambda item: item[0] != "skip").sink(sink)
+        apps.append(app)
+        return app
 
     mlflow_log = MlflowLiveLog(config.tracking_uri, fs.name, topics.features, config.top_k)
     reader = con.cursor()
 
     def report() -> None:
-        metrics = compute(reader, fs, config.top_k)
+        metrics = compute(reader, fs, config.top_k, decider.ranked)
         mlflow_log.log(metrics)
         for m in metrics:
             log.info(
@@ -155,7 +171,7 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
 
     def stop_when_drained() -> None:
         if challengers_done.is_set() and time.monotonic() - last_input[0] >= config.idle_timeout:
-            app.stop()
+            apps[-1].stop()
 
     stop = threading.Event()
     tickers = [threading.Thread(target=_every, args=(config.metrics_interval, stop, report), daemon=True)]
@@ -164,7 +180,7 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
     for ticker in tickers:
         ticker.start()
     try:
-        app.run(collect=False)
+        run_supervised(application, 0.0, "shadow-collector")
     finally:
         stop.set()
         for ticker in tickers:
@@ -175,10 +191,11 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
         con.close()
 
 
-def _score_parser(row_id: str, role: str) -> Callable[[bytes], Item]:
+def _score_parser(row_id: str, role: str, decider: Decider) -> Callable[[bytes], Item]:
     def parse(value: bytes) -> Item:
         try:
             body = _decode(value)
+            score, decision = decider.summary(body)
             return (
                 "score",
                 {
@@ -187,15 +204,15 @@ def _score_parser(row_id: str, role: str) -> Callable[[bytes], Item]:
                     "version": str(body["version"]),
                     "alias": body.get("alias"),
                     "role": role,
-                    "score": body.get("score"),
-                    "decision": body.get("decision"),
+                    "score": score,
+                    "decision": decision,
                     "latency_ms": body.get("latency_ms"),
                     "model_ms": body.get("model_ms"),
                     "decided_at": body.get("decided_at"),
                     "error": body.get("error"),
                 },
             )
-        except (msgspec.DecodeError, KeyError, TypeError):
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
             return ("skip", {})
 
     return parse

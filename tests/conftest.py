@@ -1,19 +1,32 @@
-"""Shared fixtures: a small merchant reference and a payment builder with real-looking PII."""
+"""Shared fixtures: a small merchant reference, a payment builder with real-looking PII, and one
+small pipeline per use case (simulated with canary personal data, materialized, trained) for the
+tests that read what a pipeline leaves behind.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from features.fraud import FraudFeatureSet, Merchant
+
+if TYPE_CHECKING:
+    from features.loan import LoanFeatureSet
+    from features.store import StoreFeatureSet
+    from training.jobs.store import StoreReport
+    from training.loan_train import LoanTrainReport
+    from training.replay import Source
+    from training.simulators.loan import LoanSimulation
+    from training.store_quality import QualitySummary
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 
@@ -93,6 +106,25 @@ def plant_canaries(payments: Path, every: int = 997) -> None:
     payments.write_bytes(b"\n".join(lines) + b"\n")
 
 
+@contextmanager
+def _training_into(tracking_uri: str, root: Path, log: Path) -> Iterator[None]:
+    """MLflow writes to `tracking_uri` with its artifacts under `root`; every log line goes to `log`."""
+    import mlflow
+
+    logging.getLogger().addHandler(handler := logging.FileHandler(log))
+    logging.getLogger().setLevel(logging.DEBUG)
+    previous, cwd = mlflow.get_tracking_uri(), Path.cwd()
+    mlflow.set_tracking_uri(tracking_uri)
+    os.chdir(root)  # MLflow puts a SQLite store's artifacts under ./mlruns
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        mlflow.set_tracking_uri(previous)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """A small fraud history simulated, materialized into DuckDB and trained into MLflow."""
@@ -108,8 +140,6 @@ class Pipeline:
 @pytest.fixture(scope="session")
 def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """Runs the real commands once per session on 20,000 payments over 60 days."""
-    import mlflow
-
     from features.usecases import build_featureset
     from training.materialize import materialize
     from training.replay import Source
@@ -120,23 +150,155 @@ def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     secret = "pipeline-secret"
     sim = simulate_fraud(root / "data" / "fraud", n_payments=20_000, days=60, seed=3, fmt="jsonl")
     plant_canaries(sim.payments)
-    logging.getLogger().addHandler(handler := logging.FileHandler(root / "pipeline.log"))
-    logging.getLogger().setLevel(logging.DEBUG)
-    fs = build_featureset("fraud", sim.merchants.parent, secret)
     db = root / "data" / "samestream.duckdb"
-    materialize(fs, [Source("payment", sim.payments), Source("label", sim.labels)], db)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous, cwd = mlflow.get_tracking_uri(), Path.cwd()
-    mlflow.set_tracking_uri(tracking_uri)
-    os.chdir(root)  # MLflow puts a SQLite store's artifacts under ./mlruns
-    try:
+    with _training_into(tracking_uri, root, root / "pipeline.log"):
+        fs = build_featureset("fraud", sim.merchants.parent, secret)
+        materialize(fs, [Source("payment", sim.payments), Source("label", sim.labels)], db)
         train(fs, load_splits(db, fs), "fraud-detector", ("logistic_regression", "xgboost"))
-    finally:
-        os.chdir(cwd)
-        mlflow.set_tracking_uri(previous)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     return Pipeline(root / "data", db, tracking_uri, root / "mlruns", "fraud-detector", secret)
+
+
+LOAN_SECRET = "loan-pipeline-secret"
+LOAN_CANARIES = {
+    "customer_id": "CANARY-LOAN-CUSTOMER-3318",
+    "full_name": "Ottilie Quarrington-Canary",
+    "national_id": "CANARY-NID-880417",
+    "email": "ottilie.canary@quarrington-mail.com",
+    "phone": "+44 7700 900417",
+    "address": "17 Canary Wharf Lane, QX9 4ZZ Quarrington",
+    "card_number": "4000002222333344",
+    "device_id": "CANARY-LOAN-DEVICE-77",
+    "ip": "198.51.100.188",
+    "cardholder_name": "Ottilie Quarrington-Canary",
+}
+LOAN_NEEDLES = [v.encode() for v in LOAN_CANARIES.values()] + [b"Quarrington", b"quarrington-mail"]
+
+
+def plant_loan_canaries(sim: LoanSimulation, every: int = 97) -> None:
+    """Give some events of every JSONL source the canary personal values they carry."""
+    for path in sim.files.values():
+        lines = path.read_bytes().splitlines()
+        for i in range(0, len(lines), every):
+            event = json.loads(lines[i])
+            event.update({k: v for k, v in LOAN_CANARIES.items() if k in event})
+            lines[i] = json.dumps(event).encode()
+        path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def sources(files: dict[str, Path]) -> list[Source]:
+    """One source per event kind of a simulation's files."""
+    from training.replay import Source
+
+    return [Source(kind, path) for kind, path in files.items()]
+
+
+@dataclass(frozen=True)
+class LoanPipeline:
+    """A small loan history simulated, materialized into DuckDB and trained into MLflow."""
+
+    sim: LoanSimulation
+    fs: LoanFeatureSet
+    db: Path
+    tracking_uri: str
+    artifacts: Path
+    log: Path
+    report: LoanTrainReport
+
+
+@pytest.fixture(scope="session")
+def loan_pipeline(tmp_path_factory: pytest.TempPathFactory) -> LoanPipeline:
+    """Runs the real code once per session on 6,000 applications over 150 days, canaries planted."""
+    from features.loan import LoanFeatureSet
+    from features.usecases import build_featureset
+    from training.loan_policy import load_truth
+    from training.loan_train import load_loan_splits, train_loan
+    from training.materialize import materialize
+    from training.simulators.loan import simulate_loan
+
+    root = tmp_path_factory.mktemp("loan")
+    sim = simulate_loan(root / "data" / "loan", n_applications=6_000, days=150, seed=5, fmt="jsonl")
+    plant_loan_canaries(sim)
+    db = root / "loan.duckdb"
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    with _training_into(tracking_uri, root, log := root / "pipeline.log"):
+        fs = build_featureset("loan", sim.folder, LOAN_SECRET)
+        assert isinstance(fs, LoanFeatureSet)
+        materialize(fs, sources(sim.files), db)
+        data = load_loan_splits(db, fs)
+        report = train_loan(
+            fs, data, "loan-acceptance", ("logistic_regression", "xgboost"), truth=load_truth(sim.ground_truth)
+        )
+    return LoanPipeline(sim, fs, db, tracking_uri, root / "mlruns", log, report)
+
+
+STORE_CASHIER = "Quennell Zabriskie-Canary"
+STORE_CARD = "CANARY-LOYALTY-7731"
+STORE_NEEDLES = [STORE_CASHIER.encode(), STORE_CARD.encode(), b"Zabriskie"]
+
+
+def plant_store_canaries(sales: Path, every: int = 499) -> int:
+    """Give some receipt lines a canary cashier and loyalty card; add one rejected canary line."""
+    lines = sales.read_bytes().splitlines()
+    for i in range(0, len(lines), every):
+        event = json.loads(lines[i])
+        event.update(cashier=STORE_CASHIER, loyalty_card=STORE_CARD)
+        lines[i] = json.dumps(event).encode()
+    bad = json.loads(lines[1]) | {"cashier": STORE_CASHIER, "loyalty_card": STORE_CARD, "unit": "litre"}
+    lines.insert(len(lines) // 2, json.dumps(bad).encode())
+    sales.write_bytes(b"\n".join(lines) + b"\n")
+    return 1
+
+
+@dataclass(frozen=True)
+class StorePipeline:
+    """A small chain's feeds simulated, materialized into DuckDB and trained into MLflow."""
+
+    folder: Path
+    db: Path
+    tracking_uri: str
+    artifacts: Path
+    log: Path
+    truth: dict
+    fs: StoreFeatureSet
+    quality: QualitySummary
+    report: StoreReport
+
+
+@pytest.fixture(scope="session")
+def store_pipeline(tmp_path_factory: pytest.TempPathFactory) -> StorePipeline:
+    """Runs the real code once per session on 100,000 receipt lines over 91 days, canaries planted.
+
+    The windows are shortened to fit three months: two weeks of warm-up and of validation, three
+    weeks of test.
+    """
+    from features.store import StoreFeatureSet
+    from features.usecases import build_featureset, get_use_case
+    from training.datasets import default_windows, time_span
+    from training.jobs.store import train_forecasts
+    from training.materialize import materialize
+    from training.replay import sources_in
+    from training.simulators.store import simulate_store
+    from training.store import connect
+    from training.store_forecast import load_splits
+    from training.store_quality import quality_summary
+
+    root = tmp_path_factory.mktemp("store")
+    sim = simulate_store(root / "data" / "store", n_sales=100_000, days=91, seed=11, fmt="jsonl")
+    truth = json.loads(json.dumps(sim.truth))
+    truth["dead_letters"]["sale"]["schema violation"] += plant_store_canaries(sim.folder / "sales.jsonl")
+    db = root / "data" / "samestream.duckdb"
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    with _training_into(tracking_uri, root, log := root / "pipeline.log"):
+        fs = build_featureset("store", sim.folder, "unused")
+        assert isinstance(fs, StoreFeatureSet)
+        materialize(fs, sources_in(get_use_case("store").files, sim.folder), db)
+        con = connect(db, read_only=True)
+        windows = default_windows(*time_span(con, fs), warmup_days=14, validation_days=14, delay_days=1, test_days=21)
+        con.close()
+        quality = quality_summary(db, fs)
+        report = train_forecasts(fs, load_splits(db, fs, windows), quality, "store-demand", seed=3)
+    return StorePipeline(sim.folder, db, tracking_uri, root / "mlruns", log, truth, fs, quality, report)
 
 
 @pytest.fixture(autouse=True)

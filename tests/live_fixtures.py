@@ -11,12 +11,14 @@ import atexit
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,7 @@ from features.featureset import FeatureSet
 from features.usecases import build_featureset
 from serving.produce import EventFile
 from serving.settings import LiveSettings
-
-try:
-    from kafka_helpers import require_broker
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.kafka_helpers import require_broker
+from tests.kafka_helpers import require_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "live-test-secret"
@@ -213,6 +211,44 @@ def model_store() -> ModelStore:
     return ModelStore(tracking_uri, versions)
 
 
+def registry_store() -> str:
+    """The tracking URI of a new, empty MLflow store in a scratch folder."""
+    return f"sqlite:///{_scratch() / 'mlflow.db'}"
+
+
+def register_version(
+    tracking_uri: str, name: str, model: Any, sample: Any, tags: dict[str, Any], alias: str | None = None
+) -> str:
+    """Log a pyfunc `model` as a new version of `name`, tag the version as training does; its number.
+
+    `sample` (a DataFrame of model inputs) gives the signature; `alias`, if given, points at it.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name, artifacts.as_uri())
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            signature=infer_signature(sample, model.predict(None, sample)),
+            pip_requirements=[],
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    if alias is not None:
+        client.set_registered_model_alias(name, alias, version)
+    return version
+
+
 _prefixes: list[str] = []
 
 
@@ -320,6 +356,23 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, every_s
             return
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@contextmanager
+def running(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Stop every process on the way out: SIGTERM, then SIGKILL after 30 s."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 def cli(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

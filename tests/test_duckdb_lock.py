@@ -14,7 +14,10 @@ from training import store
 
 pytestmark = pytest.mark.slow
 
-HOLD = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); print('held', flush=True); time.sleep(float(sys.argv[2]))"
+HOLD = (
+    "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+    "print('held', flush=True); time.sleep(float(sys.argv[2]))"
+)
 
 
 def hold(path: Path, seconds: float) -> subprocess.Popen[str]:

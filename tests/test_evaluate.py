@@ -74,9 +74,7 @@ def test_card_precision_days_are_utc_days() -> None:
 
 
 def test_evaluate_by_hand() -> None:
-    metrics = evaluate(
-        Y, S, event_time=TIMES, entity=CARDS, amount=AMOUNT, threshold=0.5, k_per_day=2
-    )
+    metrics = evaluate(Y, S, event_time=TIMES, entity=CARDS, amount=AMOUNT, threshold=0.5, k_per_day=2)
     assert metrics == pytest.approx(
         {
             # Positives 0.9 and 0.3 outrank 3 and 2 of the 3 negatives.
@@ -116,9 +114,9 @@ def test_choose_threshold_minimizes_cost() -> None:
     small = np.array([1.0, 10.0, 2.0, 10.0, 10.0])
     none = choose_threshold(y, s, small, CostModel(review_cost=5.0))
     assert none > s.max()
-    assert evaluate(y, s, event_time=TIMES, entity=CARDS, amount=small, threshold=none)[
-        "alert_rate"
-    ] == pytest.approx(0.0)
+    assert evaluate(y, s, event_time=TIMES, entity=CARDS, amount=small, threshold=none)["alert_rate"] == pytest.approx(
+        0.0
+    )
 
 
 def test_choose_threshold_matches_brute_force() -> None:
@@ -162,9 +160,7 @@ def test_plots_render(tmp_path: Path) -> None:
         "PR curve": plots.pr_curve(y, s, "PR curve"),
         "ROC curve": plots.roc_curve(y, s, "ROC curve"),
         "Calibration": plots.calibration(y, s, "Calibration"),
-        "Importance": plots.feature_importance(
-            [f"f{i}" for i in range(30)], rng.random(30), "Importance"
-        ),
+        "Importance": plots.feature_importance([f"f{i}" for i in range(30)], rng.random(30), "Importance"),
         "Confusion": plots.confusion(y, s, 0.5, "Confusion"),
     }
     for title, figure in figures.items():

@@ -16,8 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -25,35 +24,20 @@ from confluent_kafka.admin import AdminClient
 
 from serving import produce
 from serving.feature_process import FeatureProcess
-
-try:
-    from live_fixtures import (
-        MODEL,
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        cli,
-        live_settings,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-        wait_for,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        MODEL,
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        cli,
-        live_settings,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-        wait_for,
-    )
+from tests.live_fixtures import (
+    MODEL,
+    SECRET,
+    broker,  # noqa: F401 - a fixture, used by name
+    cli,
+    live_settings,
+    model_store,
+    produce_rows,
+    read_topic,
+    running,
+    simulation,
+    unique_prefix,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 
@@ -78,23 +62,6 @@ def _serve_args(prefix: str, instance: str, tracking_uri: str, alias: str, *extr
         alias,
         *extra,
     ]
-
-
-@contextmanager
-def _running(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Stop every process on the way out: SIGTERM, then SIGKILL after 30 s."""
-    try:
-        yield
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 def _log(path: Path) -> str:
@@ -137,7 +104,8 @@ REPLICA_RATE = 300.0
 
 @pytest.mark.soak
 def test_a_killed_replica_hands_its_partitions_over_and_every_row_gets_one_decision(
-    broker: str, tmp_path: Path
+    broker: str,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     sim = simulation()
     store = model_store()
@@ -153,7 +121,7 @@ def test_a_killed_replica_hands_its_partitions_over_and_every_row_gets_one_decis
         for name in ("a", "b")
     }
     feeder = threading.Thread(target=produce_rows, args=(features, rows[warm:], REPLICA_RATE), daemon=True)
-    with _running(*replicas.values()):
+    with running(*replicas.values()):
         wait_for(
             lambda: sorted(_assignment(broker, group).values()) == [2, 2],
             90,
@@ -234,7 +202,7 @@ def test_a_scorer_that_cannot_reach_the_registry_at_start_exits_with_a_clear_err
     log = tmp_path / "serve.log"
     started = time.monotonic()
     proc = cli(_serve_args(prefix, "x", uri, "champion"), log)
-    with _running(proc):
+    with running(proc):
         code = proc.wait(120)
     text = " ".join(_log(log).split())
     assert code == 2, text[-2000:]
@@ -299,7 +267,7 @@ def test_a_scorer_with_its_model_loaded_keeps_scoring_when_the_registry_goes_awa
             log,
             env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"},
         )
-        with _running(scorer):
+        with running(scorer):
             wait_for(lambda: len(read_topic(decisions)) >= 200, 90, "the first 200 decisions")
             _stop_group(server)
             wait_for(lambda: "model registry unavailable" in _log(log), 30, "the scorer to notice the outage")

@@ -14,13 +14,39 @@ from tests.conftest import MERCHANTS
 
 pytestmark = pytest.mark.slow  # hundreds of generated events per test: seconds, not milliseconds
 
-FIELDS = ["payment_id", "ts", "customer_id", "card_number", "merchant_id", "amount", "currency", "lat", "lon",
-          "channel", "device_id", "ip", "cardholder_name", "email", "reference"]
+FIELDS = [
+    "payment_id",
+    "ts",
+    "customer_id",
+    "card_number",
+    "merchant_id",
+    "amount",
+    "currency",
+    "lat",
+    "lon",
+    "channel",
+    "device_id",
+    "ip",
+    "cardholder_name",
+    "email",
+    "reference",
+]
 
 VALID = {
-    "payment_id": "p1", "ts": "2026-03-02T12:00:00+00:00", "customer_id": "C1", "card_number": "4539578763621486",
-    "merchant_id": "M1", "amount": 20.0, "currency": "EUR", "lat": 59.33, "lon": 18.06, "channel": "pos",
-    "device_id": "d1", "ip": "81.2.69.160", "cardholder_name": "Anna Svensson", "email": "anna@example.se",
+    "payment_id": "p1",
+    "ts": "2026-03-02T12:00:00+00:00",
+    "customer_id": "C1",
+    "card_number": "4539578763621486",
+    "merchant_id": "M1",
+    "amount": 20.0,
+    "currency": "EUR",
+    "lat": 59.33,
+    "lon": 18.06,
+    "channel": "pos",
+    "device_id": "d1",
+    "ip": "81.2.69.160",
+    "cardholder_name": "Anna Svensson",
+    "email": "anna@example.se",
     "reference": "Groceries",
 }
 
@@ -33,7 +59,11 @@ hostile_values = st.one_of(
     st.text(max_size=50),
     st.just("x" * 1_100_000),
     st.sampled_from(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-02-30T00:00:00Z", "yesterday", ""]),
-    st.recursive(st.integers(), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=20),
+    st.recursive(
+        st.integers(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=20,
+    ),
 )
 
 
@@ -56,7 +86,9 @@ def check(outcome) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.dictionaries(st.sampled_from(FIELDS), hostile_values, max_size=4), st.sets(st.sampled_from(FIELDS), max_size=2))
+@given(
+    st.dictionaries(st.sampled_from(FIELDS), hostile_values, max_size=4), st.sets(st.sampled_from(FIELDS), max_size=2)
+)
 def test_corrupted_payments_as_dicts_and_json(changes: dict, removed: set) -> None:
     event = {k: v for k, v in {**VALID, **changes}.items() if k not in removed}
     check(RUNNER.process("payment", event))

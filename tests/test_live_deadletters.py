@@ -12,31 +12,17 @@ from serving import produce
 from serving.feature_process import FeatureProcess
 from serving.registry import ModelWatcher, Registry
 from serving.scorer import ScoringProcess
-
-try:
-    from live_fixtures import (
-        MODEL,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-    )
-    from live_fixtures import produce as publish
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        MODEL,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-    )
-    from tests.live_fixtures import produce as publish
+from tests.live_fixtures import (
+    MODEL,
+    broker,  # noqa: F401 - a fixture, used by name
+    live_settings,
+    model_store,
+    produce_rows,
+    read_topic,
+    simulation,
+    unique_prefix,
+)
+from tests.live_fixtures import produce as publish
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

@@ -11,30 +11,17 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from live_fixtures import (
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        cli,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-        wait_for,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        cli,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-        wait_for,
-    )
+from tests.live_fixtures import (
+    SECRET,
+    broker,  # noqa: F401 - a fixture, used by name
+    cli,
+    model_store,
+    produce_rows,
+    read_topic,
+    simulation,
+    unique_prefix,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

@@ -14,29 +14,16 @@ from typer.testing import CliRunner
 from serving.cli import app as cli_app
 from serving.registry import ModelWatcher, Registry
 from serving.scorer import ScoringProcess
-
-try:
-    from live_fixtures import (
-        MODEL,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        MODEL,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        model_store,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-    )
+from tests.live_fixtures import (
+    MODEL,
+    broker,  # noqa: F401 - a fixture, used by name
+    live_settings,
+    model_store,
+    produce_rows,
+    read_topic,
+    simulation,
+    unique_prefix,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

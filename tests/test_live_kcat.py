@@ -12,25 +12,14 @@ from typer.testing import CliRunner
 
 from serving import produce
 from serving.cli import app as cli_app
-
-try:
-    from kafka_helpers import kafka_required, require_broker
-    from live_fixtures import (
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        model_store,
-        simulation,
-        unique_prefix,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.kafka_helpers import kafka_required, require_broker
-    from tests.live_fixtures import (
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        model_store,
-        simulation,
-        unique_prefix,
-    )
+from tests.kafka_helpers import kafka_required, require_broker
+from tests.live_fixtures import (
+    SECRET,
+    broker,  # noqa: F401 - a fixture, used by name
+    model_store,
+    simulation,
+    unique_prefix,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

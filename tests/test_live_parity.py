@@ -13,25 +13,14 @@ from typer.testing import CliRunner
 from serving import produce
 from serving.cli import app as cli_app
 from serving.feature_process import FeatureProcess
-
-try:
-    from live_fixtures import (
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        read_topic,
-        simulation,
-        unique_prefix,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        read_topic,
-        simulation,
-        unique_prefix,
-    )
+from tests.live_fixtures import (
+    SECRET,
+    broker,  # noqa: F401 - a fixture, used by name
+    live_settings,
+    read_topic,
+    simulation,
+    unique_prefix,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

@@ -14,35 +14,19 @@ from mlflow import MlflowClient
 from serving.registry import ModelWatcher, Registry
 from serving.scorer import ScoringProcess
 from serving.shadow import ShadowConfig, ShadowHarness
-
-try:
-    from live_fixtures import (
-        MODEL,
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        model_store,
-        produce,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-        wait_for,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        MODEL,
-        SECRET,
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        model_store,
-        produce,
-        produce_rows,
-        read_topic,
-        simulation,
-        unique_prefix,
-        wait_for,
-    )
+from tests.live_fixtures import (
+    MODEL,
+    SECRET,
+    broker,  # noqa: F401 - a fixture, used by name
+    live_settings,
+    model_store,
+    produce,
+    produce_rows,
+    read_topic,
+    simulation,
+    unique_prefix,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

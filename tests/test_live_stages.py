@@ -19,21 +19,12 @@ from features.featureset import FeatureSet, LocalRunner, Record, Stage
 from features.state import State
 from serving import produce
 from serving.feature_process import FeatureProcess
-
-try:
-    from live_fixtures import (
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        read_topic,
-        unique_prefix,
-    )
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.live_fixtures import (
-        broker,  # noqa: F401 - a fixture, used by name
-        live_settings,
-        read_topic,
-        unique_prefix,
-    )
+from tests.live_fixtures import (
+    broker,  # noqa: F401 - a fixture, used by name
+    live_settings,
+    read_topic,
+    unique_prefix,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.usefixtures("broker")]
 

@@ -1,17 +1,14 @@
 """The loan use case end to end: simulate, materialize into DuckDB, train into MLflow, price.
 
 One small simulation (with canary personal data planted in every source) goes through the real
-materialize and training code once per module; the tests read what it left behind. Parity and
-the live test use their own small simulations.
+materialize and training code once per session (`loan_pipeline` in conftest.py); the tests read
+what it left behind. Parity and the live test use their own small simulations.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,97 +26,30 @@ from features.usecases import build_featureset
 from serving import produce
 from serving.feature_process import FeatureProcess
 from serving.settings import LiveSettings
+from tests.conftest import LOAN_CANARIES, LOAN_NEEDLES, LoanPipeline, sources
 from tests.kafka_helpers import require_broker
 from tests.live_fixtures import read_topic, unique_prefix, wait_for
 from training import replay
 from training.loan_policy import acceptance_matrix, align_truth, baselines, load_truth, truth_value
-from training.loan_train import load_loan_splits, train_loan
+from training.loan_train import load_loan_splits
 from training.materialize import materialize
 from training.replay import Source
-from training.simulators.loan import LoanSimulation, simulate_loan
+from training.simulators.loan import simulate_loan
 
 pytestmark = pytest.mark.slow
 
-SECRET = "loan-pipeline-secret"
 MODEL = "loan-acceptance"
-CANARIES = {
-    "customer_id": "CANARY-LOAN-CUSTOMER-3318",
-    "full_name": "Ottilie Quarrington-Canary",
-    "national_id": "CANARY-NID-880417",
-    "email": "ottilie.canary@quarrington-mail.com",
-    "phone": "+44 7700 900417",
-    "address": "17 Canary Wharf Lane, QX9 4ZZ Quarrington",
-    "card_number": "4000002222333344",
-    "device_id": "CANARY-LOAN-DEVICE-77",
-    "ip": "198.51.100.188",
-    "cardholder_name": "Ottilie Quarrington-Canary",
-}
-NEEDLES = [v.encode() for v in CANARIES.values()] + [b"Quarrington", b"quarrington-mail"]
 
 
 def leaks(blob: bytes) -> list[bytes]:
     lowered = blob.lower()
-    return [n for n in NEEDLES if n.lower() in lowered]
-
-
-def plant_canaries(sim: LoanSimulation, every: int = 97) -> None:
-    """Give some events of every JSONL source the canary personal values they carry."""
-    for path in sim.files.values():
-        lines = path.read_bytes().splitlines()
-        for i in range(0, len(lines), every):
-            event = json.loads(lines[i])
-            event.update({k: v for k, v in CANARIES.items() if k in event})
-            lines[i] = json.dumps(event).encode()
-        path.write_bytes(b"\n".join(lines) + b"\n")
-
-
-def sources(files: dict[str, Path]) -> list[Source]:
-    return [Source(kind, path) for kind, path in files.items()]
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    sim: LoanSimulation
-    fs: LoanFeatureSet
-    db: Path
-    tracking_uri: str
-    artifacts: Path
-    log: Path
-    report: Any
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    root = tmp_path_factory.mktemp("loan")
-    sim = simulate_loan(root / "data" / "loan", n_applications=6_000, days=150, seed=5, fmt="jsonl")
-    plant_canaries(sim)
-    log = root / "pipeline.log"
-    handler = logging.FileHandler(log)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.DEBUG)
-    fs = build_featureset("loan", sim.folder, SECRET)
-    assert isinstance(fs, LoanFeatureSet)
-    db = root / "loan.duckdb"
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous, cwd = mlflow.get_tracking_uri(), Path.cwd()
-    mlflow.set_tracking_uri(tracking_uri)
-    os.chdir(root)  # MLflow puts a SQLite store's artifacts under ./mlruns
-    try:
-        materialize(fs, sources(sim.files), db)
-        data = load_loan_splits(db, fs)
-        report = train_loan(fs, data, MODEL, ("logistic_regression", "xgboost"), truth=load_truth(sim.ground_truth))
-    finally:
-        os.chdir(cwd)
-        mlflow.set_tracking_uri(previous)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-    return Pipeline(sim, fs, db, tracking_uri, root / "mlruns", log, report)
+    return [n for n in LOAN_NEEDLES if n.lower() in lowered]
 
 
 @pytest.fixture
-def client(pipeline: Pipeline):
+def client(loan_pipeline: LoanPipeline):
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(pipeline.tracking_uri)
+    mlflow.set_tracking_uri(loan_pipeline.tracking_uri)
     yield MlflowClient()
     mlflow.set_tracking_uri(previous)
 
@@ -138,15 +68,15 @@ def test_simulation_is_reproducible_and_complete(tmp_path: Path) -> None:
     assert len({o["offered_rate"] for o in outcomes}) > 20  # randomized historical pricing
 
 
-def test_materialized_tables(pipeline: Pipeline) -> None:
-    con = duckdb.connect(str(pipeline.db), read_only=True)
+def test_materialized_tables(loan_pipeline: LoanPipeline) -> None:
+    con = duckdb.connect(str(loan_pipeline.db), read_only=True)
     try:
         counts = [
             con.execute(f"SELECT count(*) FROM loan_{t}").fetchone()[0] for t in ("features", "labels", "dead_letters")
         ]
         assert counts == [6_000, 6_000, 0]
         assert con.execute("SELECT DISTINCT featureset_version FROM loan_features").fetchall() == [
-            (pipeline.fs.version,)
+            (loan_pipeline.fs.version,)
         ]
         grades = dict(con.execute("SELECT risk_grade, count(*) FROM loan_features GROUP BY 1").fetchall())
         assert {"A", "D", "G", "U"} <= set(grades)
@@ -155,7 +85,7 @@ def test_materialized_tables(pipeline: Pipeline) -> None:
         assert 0.01 < no_score < 0.2 and contacts > 0.3 and payments > 3
     finally:
         con.close()
-    again = materialize(pipeline.fs, sources(pipeline.sim.files), pipeline.db)
+    again = materialize(loan_pipeline.fs, sources(loan_pipeline.sim.files), loan_pipeline.db)
     assert again.skipped
 
 
@@ -175,8 +105,10 @@ BAD_LINES: dict[str, list[tuple[dict[str, Any] | str, str]]] = {
 }
 
 
-def test_faulty_events_become_dead_letters_and_valid_rows_are_untouched(pipeline: Pipeline, tmp_path: Path) -> None:
-    files = dict(pipeline.sim.files)
+def test_faulty_events_become_dead_letters_and_valid_rows_are_untouched(
+    loan_pipeline: LoanPipeline, tmp_path: Path
+) -> None:
+    files = dict(loan_pipeline.sim.files)
     expected: dict[str, str] = {}
     for kind, bad in BAD_LINES.items():
         lines = files[kind].read_text().splitlines()
@@ -187,7 +119,7 @@ def test_faulty_events_become_dead_letters_and_valid_rows_are_untouched(pipeline
         files[kind] = path
         expected |= {f"{path.name}:{51 + i}": reason for i, (_, reason) in enumerate(bad)}
     db = tmp_path / "faulty.duckdb"
-    report = materialize(pipeline.fs, sources(files), db)
+    report = materialize(loan_pipeline.fs, sources(files), db)
     assert report.dead_letters == len(expected) and report.rows_written == 6_000
 
     con = duckdb.connect(str(db), read_only=True)
@@ -199,7 +131,7 @@ def test_faulty_events_become_dead_letters_and_valid_rows_are_untouched(pipeline
         for position, reason in expected.items():
             assert reason in letters[position][0], (position, letters[position][0])
             assert leaks(letters[position][1].encode()) == []
-        con.execute(f"ATTACH '{pipeline.db}' AS clean (READ_ONLY)")
+        con.execute(f"ATTACH '{loan_pipeline.db}' AS clean (READ_ONLY)")
         differing = con.execute(
             "SELECT count(*) FROM (SELECT * FROM loan_features EXCEPT SELECT * FROM clean.loan_features)"
         ).fetchone()
@@ -207,7 +139,7 @@ def test_faulty_events_become_dead_letters_and_valid_rows_are_untouched(pipeline
     finally:
         con.close()
     with pytest.raises(ValueError, match="unknown event kind 'refund'"):
-        materialize(pipeline.fs, [Source("refund", files["payment"])], tmp_path / "x.duckdb")
+        materialize(loan_pipeline.fs, [Source("refund", files["payment"])], tmp_path / "x.duckdb")
 
 
 def per_event_rows(fs: LoanFeatureSet, files: dict[str, Path]) -> list[dict[str, Any]]:
@@ -251,12 +183,12 @@ def test_batch_and_per_event_rows_are_identical(tmp_path: Path) -> None:
     assert not mismatches, f"{len(mismatches)} rows differ, first {mismatches[0]}"
 
 
-def test_models_are_registered_with_aliases_signature_and_pricing(pipeline: Pipeline, client) -> None:
+def test_models_are_registered_with_aliases_signature_and_pricing(loan_pipeline: LoanPipeline, client) -> None:
     model = client.get_registered_model(MODEL)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     other = ({"logistic_regression", "xgboost"} - {champion.tags["candidate"]}).pop()
     assert set(model.aliases) == {"champion", f"challenger-{other.replace('_', '-')}"}
-    assert champion.tags["featureset_version"] == pipeline.fs.version
+    assert champion.tags["featureset_version"] == loan_pipeline.fs.version
     assert PricingPolicy.from_params(champion.tags) == PricingPolicy()
     info = mlflow.models.get_model_info(f"models:/{MODEL}@champion")
     assert [c.name for c in info.signature.inputs] == list(MODEL_INPUTS)
@@ -283,14 +215,14 @@ def test_models_are_registered_with_aliases_signature_and_pricing(pipeline: Pipe
         assert run.data.metrics["test_roc_auc"] > runs["rate_only_logistic"].data.metrics["test_roc_auc"] + 0.05
 
 
-def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(pipeline: Pipeline, client) -> None:
+def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(loan_pipeline: LoanPipeline, client) -> None:
     """The champion's rates, recomputed from the registered model, against every fixed rate."""
     policy = PricingPolicy()
-    test = load_loan_splits(pipeline.db, pipeline.fs).test
-    truth = align_truth(load_truth(pipeline.sim.ground_truth), test)
+    test = load_loan_splits(loan_pipeline.db, loan_pipeline.fs).test
+    truth = align_truth(load_truth(loan_pipeline.sim.ground_truth), test)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     model = pyfunc.unwrap_python_model()
-    x = test[list(pipeline.fs.feature_names)].to_numpy(np.float64)
+    x = test[list(loan_pipeline.fs.feature_names)].to_numpy(np.float64)
     accept = acceptance_matrix(lambda inputs: model.estimator.predict_proba(inputs)[:, 1], x, policy.grid())
     rates, _, _ = choose_rates(accept, test["amount_eur"], test["term_months"], test["pd_annual"], policy)
     assert (rates >= policy.floor).all()
@@ -303,13 +235,13 @@ def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(pipeline: Pipeline, 
     assert value > 1.2 * reference.fixed_truth.max()
     assert value > reference.historical_truth
     assert value < reference.oracle_truth
-    champion = next(r for r in pipeline.report.results if r.alias == "champion")
+    champion = next(r for r in loan_pipeline.report.results if r.alias == "champion")
     assert champion.test["ev_truth"] == pytest.approx(value)
     assert champion.test["uplift_vs_best_fixed_truth"] > 0.2
 
 
-def test_canary_personal_data_never_reaches_duckdb_mlflow_or_logs(pipeline: Pipeline) -> None:
-    con = duckdb.connect(str(pipeline.db), read_only=True)
+def test_canary_personal_data_never_reaches_duckdb_mlflow_or_logs(loan_pipeline: LoanPipeline) -> None:
+    con = duckdb.connect(str(loan_pipeline.db), read_only=True)
     try:
         text_columns = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'"
@@ -319,14 +251,16 @@ def test_canary_personal_data_never_reaches_duckdb_mlflow_or_logs(pipeline: Pipe
             assert leaks("\n".join(v for (v,) in values if v).encode()) == [], (table, column)
     finally:
         con.close()
-    assert leaks(pipeline.db.read_bytes()) == []
-    store = Path(pipeline.tracking_uri.removeprefix("sqlite:///"))
-    files = [store, *(p for p in pipeline.artifacts.rglob("*") if p.is_file())]
+    assert leaks(loan_pipeline.db.read_bytes()) == []
+    store = Path(loan_pipeline.tracking_uri.removeprefix("sqlite:///"))
+    files = [store, *(p for p in loan_pipeline.artifacts.rglob("*") if p.is_file())]
     assert any(p.name == "MLmodel" for p in files) and any(p.suffix == ".png" for p in files)
     for path in files:
         assert leaks(path.read_bytes()) == [], path
-    assert leaks(pipeline.log.read_bytes()) == []
-    planted = sum(path.read_bytes().count(CANARIES["full_name"].encode()) for path in pipeline.sim.files.values())
+    assert leaks(loan_pipeline.log.read_bytes()) == []
+    planted = sum(
+        path.read_bytes().count(LOAN_CANARIES["full_name"].encode()) for path in loan_pipeline.sim.files.values()
+    )
     assert planted > 50  # the canaries really went in
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,8 +71,11 @@ def test_cli_output_holds_no_personal_data(fraud_pipeline: Pipeline, tmp_path: P
     """The command line, dead letters included, prints nothing personal."""
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
-        '{"payment_id": "x1", "customer_id": "%s", "cardholder_name": "%s", "amount": "NaN!"}\n'
-        % (CANARIES["customer_id"], CANARIES["cardholder_name"])
+        json.dumps(
+            {"payment_id": "x1", "customer_id": CANARIES["customer_id"], "cardholder_name": CANARIES["cardholder_name"]}
+            | {"amount": "NaN!"}
+        )
+        + "\n"
     )
     result = subprocess.run(
         [

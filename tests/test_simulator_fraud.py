@@ -52,9 +52,7 @@ def _files(sim: FraudSimulation) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def parquet_run(tmp_path_factory) -> tuple[FraudSimulation, list[int]]:
     steps: list[int] = []
-    sim = simulate_fraud(
-        tmp_path_factory.mktemp("parquet"), n_payments=N, seed=SEED, progress=steps.append
-    )
+    sim = simulate_fraud(tmp_path_factory.mktemp("parquet"), n_payments=N, seed=SEED, progress=steps.append)
     return sim, steps
 
 
@@ -119,21 +117,11 @@ def test_jsonl_lines_decode_as_the_schemas(jsonl_sim):
 
 
 def test_both_formats_hold_the_same_events(parquet_sim, jsonl_sim):
-    from_parquet = [
-        msgspec.convert(r, Payment) for r in pq.read_table(parquet_sim.payments).to_pylist()
-    ]
-    from_jsonl = [
-        msgspec.json.decode(line, type=Payment)
-        for line in jsonl_sim.payments.read_bytes().splitlines()
-    ]
+    from_parquet = [msgspec.convert(r, Payment) for r in pq.read_table(parquet_sim.payments).to_pylist()]
+    from_jsonl = [msgspec.json.decode(line, type=Payment) for line in jsonl_sim.payments.read_bytes().splitlines()]
     assert from_parquet == from_jsonl
-    labels_parquet = [
-        msgspec.convert(r, FraudLabel) for r in pq.read_table(parquet_sim.labels).to_pylist()
-    ]
-    labels_jsonl = [
-        msgspec.json.decode(line, type=FraudLabel)
-        for line in jsonl_sim.labels.read_bytes().splitlines()
-    ]
+    labels_parquet = [msgspec.convert(r, FraudLabel) for r in pq.read_table(parquet_sim.labels).to_pylist()]
+    labels_jsonl = [msgspec.json.decode(line, type=FraudLabel) for line in jsonl_sim.labels.read_bytes().splitlines()]
     assert labels_parquet == labels_jsonl
     assert parquet_sim.merchants.read_bytes() == jsonl_sim.merchants.read_bytes()
 
@@ -168,9 +156,7 @@ def test_same_seed_gives_identical_files_in_another_process(tmp_path):
         "simulate_fraud(Path(sys.argv[1]), n_payments=2_000, days=30, seed=5, fmt='jsonl')"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "there")], check=True, cwd=ROOT, env=env
-    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "there")], check=True, cwd=ROOT, env=env)
     there = FraudSimulation(
         payments=tmp_path / "there" / "payments.jsonl",
         labels=tmp_path / "there" / "labels.jsonl",
@@ -302,9 +288,7 @@ def test_stolen_cards_are_used_far_from_home_soon_after(frame):
     previous = frame.groupby("card_number")[["lat", "lon", "ts"]].shift()
     jump_km = _haversine_km(previous.lat, previous.lon, frame.lat, frame.lon)
     hours = (frame.ts - previous.ts).dt.total_seconds() / 3600
-    from_home = _haversine_km(
-        frame.lat, frame.lon, frame.customer_id.map(home.lat), frame.customer_id.map(home.lon)
-    )
+    from_home = _haversine_km(frame.lat, frame.lon, frame.customer_id.map(home.lat), frame.customer_id.map(home.lon))
     impossible = (jump_km > 400) & (jump_km / np.maximum(hours, 1 / 60) > 500)
     shops = frame.category.isin(["electronics", "jewelry"]) & (frame.channel != "online")
     far_fraud = frame[impossible & shops & (from_home > 400)]

@@ -2,17 +2,15 @@
 
 One small chain (three months, a few stores) is simulated with canary personal values planted
 in the POS feed, materialized through the real batch driver and trained into a temporary MLflow
-store. Its faulty records are checked against the simulator's ground truth, reason by reason;
-its valid ones against the truth's daily tallies, store × product × day.
+store, once per session (`store_pipeline` in conftest.py). Its faulty records are checked against
+the simulator's ground truth, reason by reason; its valid ones against the truth's daily tallies,
+store × product × day.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -25,82 +23,18 @@ from mlflow import MlflowClient
 
 from features.featureset import LocalRunner
 from features.store import StoreFeatureSet
-from features.usecases import build_featureset, get_use_case
-from training.datasets import default_windows, time_span
-from training.jobs.store import StoreReport, train_forecasts
-from training.materialize import materialize
+from features.usecases import get_use_case
+from tests.conftest import STORE_NEEDLES, StorePipeline
 from training.replay import Source, sources_in
 from training.simulators.store import simulate_store
 from training.sources import read_payloads
-from training.store import connect
 from training.store_forecast import load_splits
-from training.store_quality import QualitySummary, quality_summary
 
 pytestmark = pytest.mark.slow
 
-CASHIER = "Quennell Zabriskie-Canary"
-CARD = "CANARY-LOYALTY-7731"
-NEEDLES = [CASHIER.encode(), CARD.encode(), b"Zabriskie"]
 
-
-@dataclass(frozen=True)
-class StorePipeline:
-    folder: Path
-    db: Path
-    tracking_uri: str
-    artifacts: Path
-    log: Path
-    truth: dict
-    fs: StoreFeatureSet
-    quality: QualitySummary
-    report: StoreReport
-
-
-def plant_canaries(sales: Path, every: int = 499) -> int:
-    """Give some receipt lines a canary cashier and loyalty card; add one rejected canary line."""
-    lines = sales.read_bytes().splitlines()
-    for i in range(0, len(lines), every):
-        event = json.loads(lines[i])
-        event.update(cashier=CASHIER, loyalty_card=CARD)
-        lines[i] = json.dumps(event).encode()
-    bad = json.loads(lines[1]) | {"cashier": CASHIER, "loyalty_card": CARD, "unit": "litre"}
-    lines.insert(len(lines) // 2, json.dumps(bad).encode())
-    sales.write_bytes(b"\n".join(lines) + b"\n")
-    return 1
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> StorePipeline:
-    root = tmp_path_factory.mktemp("store")
-    sim = simulate_store(root / "data" / "store", n_sales=100_000, days=91, seed=11, fmt="jsonl")
-    truth = json.loads(json.dumps(sim.truth))
-    truth["dead_letters"]["sale"]["schema violation"] += plant_canaries(sim.folder / "sales.jsonl")
-    log = root / "pipeline.log"
-    logging.getLogger().addHandler(handler := logging.FileHandler(log))
-    logging.getLogger().setLevel(logging.DEBUG)
-    fs = build_featureset("store", sim.folder, "unused")
-    db = root / "data" / "samestream.duckdb"
-    materialize(fs, sources_in(get_use_case("store").files, sim.folder), db)
-    con = connect(db, read_only=True)
-    windows = default_windows(*time_span(con, fs), warmup_days=14, validation_days=14, delay_days=1, test_days=21)
-    con.close()
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous, cwd = mlflow.get_tracking_uri(), Path.cwd()
-    mlflow.set_tracking_uri(tracking_uri)
-    os.chdir(root)  # MLflow puts a SQLite store's artifacts under ./mlruns
-    try:
-        quality = quality_summary(db, fs)
-        report = train_forecasts(fs, load_splits(db, fs, windows), quality, "store-demand", seed=3)
-    finally:
-        os.chdir(cwd)
-        mlflow.set_tracking_uri(previous)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-    return StorePipeline(sim.folder, db, tracking_uri, root / "mlruns", log, truth, fs, quality, report)
-
-
-def test_dead_letters_match_the_planted_faults_reason_by_reason(pipeline: StorePipeline) -> None:
-    con = duckdb.connect(str(pipeline.db), read_only=True)
+def test_dead_letters_match_the_planted_faults_reason_by_reason(store_pipeline: StorePipeline) -> None:
+    con = duckdb.connect(str(store_pipeline.db), read_only=True)
     got: dict[str, dict[str, int]] = {}
     for kind, reason, n in con.execute(
         "SELECT kind, split_part(reason, ':', 1), count(*) FROM store_dead_letters GROUP BY ALL"
@@ -108,23 +42,23 @@ def test_dead_letters_match_the_planted_faults_reason_by_reason(pipeline: StoreP
         got.setdefault(kind, {})[reason] = n
     duplicates, late = con.execute("SELECT sum(dq_duplicates), sum(dq_late) FROM store_features").fetchone()
     con.close()
-    assert got == pipeline.truth["dead_letters"]
+    assert got == store_pipeline.truth["dead_letters"]
     assert set(got) == {"sale", "delivery", "stock_count", "price_change"}
     assert {"late", "wrong unit", "unknown reference", "schema violation"} <= set(got["sale"])
     assert "negative stock" in got["stock_count"]
-    assert duplicates == sum(pipeline.truth["duplicates"].values()) > 0 and late == 0
-    assert pipeline.quality.by_reason()["late"] == pipeline.truth["dead_letters"]["sale"]["late"]
-    assert pipeline.quality.duplicates == duplicates
+    assert duplicates == sum(store_pipeline.truth["duplicates"].values()) > 0 and late == 0
+    assert store_pipeline.quality.by_reason()["late"] == store_pipeline.truth["dead_letters"]["sale"]["late"]
+    assert store_pipeline.quality.duplicates == duplicates
 
 
-def test_every_valid_record_is_in_the_rows_and_every_report_in_the_labels(pipeline: StorePipeline) -> None:
+def test_every_valid_record_is_in_the_rows_and_every_report_in_the_labels(store_pipeline: StorePipeline) -> None:
     """Each row's lag_1 is its previous day's tally of valid sales, to the gram; labels are the reports."""
     con = duckdb.connect()
-    con.execute(f"ATTACH '{pipeline.db}' AS db (READ_ONLY)")
-    truth = f"'{pipeline.folder / 'truth_daily.parquet'}'"
+    con.execute(f"ATTACH '{store_pipeline.db}' AS db (READ_ONLY)")
+    truth = f"'{store_pipeline.folder / 'truth_daily.parquet'}'"
     n_truth, n_days = con.execute(f"SELECT count(*), count(DISTINCT day) FROM {truth}").fetchone()
-    assert pipeline.truth["converted_units"] > 0 and pipeline.truth["after_midnight"] > 0
-    assert pipeline.truth["out_of_order"] > 0
+    assert store_pipeline.truth["converted_units"] > 0 and store_pipeline.truth["after_midnight"] > 0
+    assert store_pipeline.truth["out_of_order"] > 0
     rows, exact = con.execute(
         f"""SELECT count(*), count(*) FILTER (WHERE f.lag_1 = round(t.feed, 3))
             FROM db.store_features f JOIN {truth} t
@@ -138,7 +72,7 @@ def test_every_valid_record_is_in_the_rows_and_every_report_in_the_labels(pipeli
     assert labels == equal == n_truth and n_days == 91
     read = con.execute("SELECT events_read FROM db.materializations").fetchone()[0]
     con.close()
-    assert read == sum(pipeline.truth["records"].values()) + 1  # the planted canary line
+    assert read == sum(store_pipeline.truth["records"].values()) + 1  # the planted canary line
 
 
 def _stream_rows(fs: StoreFeatureSet, folder: Path, arrival: bool) -> list[dict]:
@@ -167,39 +101,39 @@ def _stream_rows(fs: StoreFeatureSet, folder: Path, arrival: bool) -> list[dict]
     return rows
 
 
-def test_batch_and_per_event_rows_are_identical_in_any_arrival_order(pipeline: StorePipeline) -> None:
-    con = duckdb.connect(str(pipeline.db), read_only=True)
+def test_batch_and_per_event_rows_are_identical_in_any_arrival_order(store_pipeline: StorePipeline) -> None:
+    con = duckdb.connect(str(store_pipeline.db), read_only=True)
     batch = con.execute(
         "SELECT * EXCLUDE (featureset_version, event_time, day), epoch_ms(event_time) AS event_time, "
         "epoch_ms(day) AS day FROM store_features ORDER BY row_id"
     ).df()
     con.close()
-    columns = list(pipeline.fs.columns)
+    columns = list(store_pipeline.fs.columns)
     expected = batch[columns].to_dict("records")
     for arrival in (False, True):
-        stream = sorted(_stream_rows(pipeline.fs, pipeline.folder, arrival), key=lambda r: r["row_id"])
+        stream = sorted(_stream_rows(store_pipeline.fs, store_pipeline.folder, arrival), key=lambda r: r["row_id"])
         assert len(stream) == len(expected) > 5_000
         assert [{c: r[c] for c in columns} for r in stream] == expected
 
 
-def test_versions_aliases_signature_and_the_scorer_contract(pipeline: StorePipeline) -> None:
-    mlflow.set_tracking_uri(pipeline.tracking_uri)
+def test_versions_aliases_signature_and_the_scorer_contract(store_pipeline: StorePipeline) -> None:
+    mlflow.set_tracking_uri(store_pipeline.tracking_uri)
     try:
         client = MlflowClient()
         model = client.get_registered_model("store-demand")
         champion = client.get_model_version_by_alias("store-demand", "champion")
-        best = min(pipeline.report.results, key=lambda r: r.validation["wape"])
+        best = min(store_pipeline.report.results, key=lambda r: r.validation["wape"])
         assert champion.tags["candidate"] == best.candidate
         assert set(model.aliases) == {"champion"} | {
-            f"challenger-{r.candidate.replace('_', '-')}" for r in pipeline.report.results if r is not best
+            f"challenger-{r.candidate.replace('_', '-')}" for r in store_pipeline.report.results if r is not best
         }
-        assert champion.tags["featureset_version"] == pipeline.fs.version
+        assert champion.tags["featureset_version"] == store_pipeline.fs.version
         assert len(json.loads(champion.tags["spread_quantiles"])) == 50
         info = mlflow.models.get_model_info("models:/store-demand@champion")
-        assert [c.name for c in info.signature.inputs] == list(pipeline.fs.feature_names)
+        assert [c.name for c in info.signature.inputs] == list(store_pipeline.fs.feature_names)
         loaded = mlflow.pyfunc.load_model("models:/store-demand@champion")
-        frame = load_splits(pipeline.db, pipeline.fs, pipeline.report.windows).test.head(50)
-        predicted = loaded.predict(frame[list(pipeline.fs.feature_names)])
+        frame = load_splits(store_pipeline.db, store_pipeline.fs, store_pipeline.report.windows).test.head(50)
+        predicted = loaded.predict(frame[list(store_pipeline.fs.feature_names)])
         inner = loaded.unwrap_python_model()
         one = [inner.predict_one(row) for row in frame[list(inner.feature_names)].to_numpy()]
         assert np.allclose(predicted, one, rtol=1e-5, atol=1e-6) and (predicted >= 0).all()
@@ -219,28 +153,28 @@ def test_versions_aliases_signature_and_the_scorer_contract(pipeline: StorePipel
         mlflow.set_tracking_uri("")
 
 
-def test_models_forecast_better_and_cut_waste_without_more_stockouts(pipeline: StorePipeline) -> None:
-    naive = pipeline.report.baseline
+def test_models_forecast_better_and_cut_waste_without_more_stockouts(store_pipeline: StorePipeline) -> None:
+    naive = store_pipeline.report.baseline
     naive_policy = naive.policy.metrics()
-    for result in pipeline.report.results:
+    for result in store_pipeline.report.results:
         assert result.test["wape"] < naive.test["wape"] and result.validation["wape"] < naive.validation["wape"]
         matched = result.matched.metrics()
         assert matched["policy_stockout_rate"] <= naive_policy["policy_stockout_rate"]
         assert matched["policy_waste_cost"] < 0.8 * naive_policy["policy_waste_cost"]
         assert matched["policy_margin"] > naive_policy["policy_margin"]
-    champion = next(r for r in pipeline.report.results if r.alias == "champion")
+    champion = next(r for r in store_pipeline.report.results if r.alias == "champion")
     assert champion.policy.metrics()["policy_waste_cost"] < naive_policy["policy_waste_cost"]
     assert champion.policy.markdowns > 0 and champion.policy.expected_waste_avoided > 0
 
 
 def _leaks(blob: bytes) -> list[bytes]:
     lowered = blob.lower()
-    return [n for n in NEEDLES if n.lower() in lowered]
+    return [n for n in STORE_NEEDLES if n.lower() in lowered]
 
 
-def test_canaries_never_reach_duckdb_mlflow_or_logs(pipeline: StorePipeline) -> None:
-    assert _leaks((pipeline.folder / "sales.jsonl").read_bytes())  # they were planted
-    con = duckdb.connect(str(pipeline.db), read_only=True)
+def test_canaries_never_reach_duckdb_mlflow_or_logs(store_pipeline: StorePipeline) -> None:
+    assert _leaks((store_pipeline.folder / "sales.jsonl").read_bytes())  # they were planted
+    con = duckdb.connect(str(store_pipeline.db), read_only=True)
     tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
     assert {"store_features", "store_labels", "store_dead_letters"} <= set(tables)
     for table in tables:
@@ -254,9 +188,9 @@ def test_canaries_never_reach_duckdb_mlflow_or_logs(pipeline: StorePipeline) -> 
     [(payload,)] = con.execute("SELECT payload FROM store_dead_letters WHERE reason LIKE '%litre%'").fetchall()
     con.close()
     assert "<redacted>" in payload
-    assert _leaks(pipeline.db.read_bytes()) == []
-    store = Path(pipeline.tracking_uri.removeprefix("sqlite:///"))
-    files = [store, pipeline.log, *(p for p in pipeline.artifacts.rglob("*") if p.is_file())]
+    assert _leaks(store_pipeline.db.read_bytes()) == []
+    store = Path(store_pipeline.tracking_uri.removeprefix("sqlite:///"))
+    files = [store, store_pipeline.log, *(p for p in store_pipeline.artifacts.rglob("*") if p.is_file())]
     assert any(p.name == "MLmodel" for p in files) and any(p.suffix == ".png" for p in files)
     for path in files:
         assert _leaks(path.read_bytes()) == [], path

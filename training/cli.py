@@ -166,7 +166,9 @@ def train(
     candidates: Annotated[
         list[str] | None, typer.Option("--candidate", help="Candidates to fit; repeat. Default: all.")
     ] = None,
-    train_start: Annotated[str | None, typer.Option(help="ISO date; default: after the use case's warm-up (7 days for fraud).")] = None,
+    train_start: Annotated[
+        str | None, typer.Option(help="ISO date; default: after the use case's warm-up (7 days for fraud).")
+    ] = None,
     validation_start: Annotated[str | None, typer.Option(help="ISO date; default: 10 days before train end.")] = None,
     train_end: Annotated[
         str | None, typer.Option(help="ISO date; default: test start minus the feedback delay.")

@@ -105,18 +105,14 @@ def calibration(y: np.ndarray, s: np.ndarray, title: str, n_bins: int = 10) -> F
     fraud_rate = np.bincount(bins, weights=y)[occupied] / counts[occupied]
     top = max(float(mean_score.max()), float(fraud_rate.max()), 1e-6) * 1.05
     ax.plot([0, top], [0, top], color=REFERENCE, ls="--", label="perfectly calibrated")
-    ax.plot(
-        mean_score, fraud_rate, "o-", color=COLOR, lw=2, label=f"model ({int(occupied.sum())} bins)"
-    )
+    ax.plot(mean_score, fraud_rate, "o-", color=COLOR, lw=2, label=f"model ({int(occupied.sum())} bins)")
     ax.set_xlim(0.0, top)
     ax.set_ylim(0.0, top)
     ax.legend(loc="upper left", fontsize=10)
     return fig
 
 
-def feature_importance(
-    names: list[str] | np.ndarray, values: np.ndarray, title: str, top: int = 25
-) -> Figure:
+def feature_importance(names: list[str] | np.ndarray, values: np.ndarray, title: str, top: int = 25) -> Figure:
     """The `top` most important features as horizontal bars, the largest at the top."""
     values = np.asarray(values, dtype=np.float64)
     order = np.argsort(values, kind="stable")[::-1][:top]
@@ -179,10 +175,6 @@ def importances(estimator: Any, feature_names: list[str], X: Any, y: Any) -> np.
 
     y = np.asarray(y)
     if len(y) > PERMUTATION_ROWS:
-        X, y = resample(
-            X, y, n_samples=PERMUTATION_ROWS, replace=False, stratify=y, random_state=SEED
-        )
-    result = permutation_importance(
-        estimator, X, y, scoring="average_precision", n_repeats=3, random_state=SEED
-    )
+        X, y = resample(X, y, n_samples=PERMUTATION_ROWS, replace=False, stratify=y, random_state=SEED)
+    result = permutation_importance(estimator, X, y, scoring="average_precision", n_repeats=3, random_state=SEED)
     return np.asarray(result.importances_mean, dtype=np.float64)

@@ -199,9 +199,7 @@ ATM_NOTES = np.array([20, 40, 50, 100, 150, 200, 300])
 ATM_NOTES_P = np.array([0.12, 0.1, 0.2, 0.27, 0.08, 0.15, 0.08])
 SUBSCRIPTIONS_EUR = np.array([4.99, 7.99, 9.99, 11.99, 12.99, 14.99, 17.99])
 
-RESIDENTIAL_OCTETS = np.array(
-    [31, 37, 46, 62, *range(77, 96), 109, 145, 151, 176, 178, 188, 193, 194]
-)
+RESIDENTIAL_OCTETS = np.array([31, 37, 46, 62, *range(77, 96), 109, 145, 151, 176, 178, 188, 193, 194])
 DATACENTER_OCTETS = np.array([5, 23, 45, 51, 64, 104, 107, 138, 139, 142, 159, 165, 167, 185, 198])
 
 FREE_MAIL = (
@@ -243,19 +241,12 @@ BANK_CODES = {
 
 
 def _haversine_km(lat1, lon1, lat2, lon2):
-    lat1, lon1, lat2, lon2 = (
-        np.radians(np.asarray(x, dtype=float)) for x in (lat1, lon1, lat2, lon2)
-    )
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(x, dtype=float)) for x in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     return 6371.0 * 2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-CITY_DISTANCE_KM = _haversine_km(
-    CITY_LAT[:, None], CITY_LON[:, None], CITY_LAT[None, :], CITY_LON[None, :]
-)
+CITY_DISTANCE_KM = _haversine_km(CITY_LAT[:, None], CITY_LON[:, None], CITY_LAT[None, :], CITY_LON[None, :])
 
 # ----------------------------------------------------------------------------- small generators
 
@@ -272,17 +263,9 @@ def _luhn_check_digits(digits: np.ndarray) -> np.ndarray:
 def _card_numbers(rng: np.random.Generator, n: int, bins: np.ndarray) -> list[str]:
     """`n` Luhn-valid 16-digit card numbers on the given 6-digit BINs."""
     bin_digits = (bins[:, None] // 10 ** np.arange(5, -1, -1)) % 10
-    payload = np.concatenate(
-        [bin_digits[rng.integers(0, len(bins), n)], rng.integers(0, 10, (n, 9))], axis=1
-    )
+    payload = np.concatenate([bin_digits[rng.integers(0, len(bins), n)], rng.integers(0, 10, (n, 9))], axis=1)
     full = np.concatenate([payload, _luhn_check_digits(payload)[:, None]], axis=1)
-    return (
-        np.ascontiguousarray((full + 48).astype(np.uint8))
-        .view("S16")
-        .ravel()
-        .astype("U16")
-        .tolist()
-    )
+    return np.ascontiguousarray((full + 48).astype(np.uint8)).view("S16").ravel().astype("U16").tolist()
 
 
 def _ipv4(rng: np.random.Generator, n: int, *, datacenter: bool = False) -> list[str]:
@@ -319,17 +302,11 @@ def _iban(rng: np.random.Generator, country: str) -> str:
     return f"{country}{98 - int(numeric) % 97:02d}{body}"
 
 
-_ASCII_FOLD = str.maketrans(
-    {"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "Ae", "đ": "d", "ł": "l", "œ": "oe"}
-)
+_ASCII_FOLD = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "Ae", "đ": "d", "ł": "l", "œ": "oe"})
 
 
 def _mail_part(text: str) -> str:
-    folded = (
-        unicodedata.normalize("NFKD", text.translate(_ASCII_FOLD))
-        .encode("ascii", "ignore")
-        .decode()
-    )
+    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_FOLD)).encode("ascii", "ignore").decode()
     return "".join(ch for ch in folded.lower() if ch.isalnum())
 
 
@@ -499,13 +476,9 @@ def _build_world(
 
     # terminals of physical merchants are devices with a fixed ip
     m_nterm = np.where(online_m, 0, np.minimum(1 + rng.poisson(1.0, n_merchants), 5))
-    m_nterm[m_cat == CAT["atm_operator"]] = 1 + rng.integers(
-        0, 3, int((m_cat == CAT["atm_operator"]).sum())
-    )
+    m_nterm[m_cat == CAT["atm_operator"]] = 1 + rng.integers(0, 3, int((m_cat == CAT["atm_operator"]).sum()))
     m_term0 = np.concatenate([[0], np.cumsum(m_nterm)[:-1]])
-    tables.devices.add(
-        [f"{m_id[m]}-T{j + 1}" for m in range(n_merchants) for j in range(m_nterm[m])]
-    )
+    tables.devices.add([f"{m_id[m]}-T{j + 1}" for m in range(n_merchants) for j in range(m_nterm[m])])
     term_ip = tables.ips.add(_ipv4(rng, int(m_nterm.sum())))
 
     # customers
@@ -515,9 +488,7 @@ def _build_world(
     level = rng.lognormal(0.0, 0.5, n_customers)
     activity = rng.lognormal(0.0, 0.8, n_customers)
     activity /= activity.sum()
-    all_locale_p = np.array(
-        [sum(c.weight for c in CITIES if c.locale == lo) for lo in FAKER_LOCALES]
-    )
+    all_locale_p = np.array([sum(c.weight for c in CITIES if c.locale == lo) for lo in FAKER_LOCALES])
     migrant = rng.random(n_customers) < 0.15
     other_locale = rng.choice(len(FAKER_LOCALES), n_customers, p=all_locale_p / all_locale_p.sum())
     locale = [
@@ -668,11 +639,7 @@ def _genuine(
     at_home = city == world.home[cust]
     merchant = _pick_merchants(world, rng, cust, cat, city)
 
-    eur = (
-        CAT_MEDIAN[cat]
-        * world.level[cust] ** 0.7
-        * np.exp(rng.normal(0.0, 1.0, n) * CAT_SIGMA[cat])
-    )
+    eur = CAT_MEDIAN[cat] * world.level[cust] ** 0.7 * np.exp(rng.normal(0.0, 1.0, n) * CAT_SIGMA[cat])
     transport = cat == CAT["transport"]
     eur[transport] = np.clip(eur[transport], 1.2, 18.0)
     eur = np.clip(eur, 0.5, CAT_MEDIAN[cat] * 30)
@@ -695,9 +662,7 @@ def _genuine(
     lat[away_online] = np.round(CITY_LAT[city[away_online]] + rng.normal(0, 0.03, n_away), 5)
     lon[away_online] = np.round(CITY_LON[city[away_online]] + rng.normal(0, 0.045, n_away), 5)
 
-    term = world.m_term0[merchant] + (
-        rng.random(n) * np.maximum(world.m_nterm[merchant], 1)
-    ).astype(np.int64)
+    term = world.m_term0[merchant] + (rng.random(n) * np.maximum(world.m_nterm[merchant], 1)).astype(np.int64)
     second = (world.dev2[cust] >= 0) & (rng.random(n) < 0.4)
     own = np.where(second, world.dev2[cust], world.dev1[cust])
     device = np.where(online, own, term)
@@ -724,9 +689,7 @@ def _genuine(
     }
 
 
-def _localize(
-    world: _World, rng: np.random.Generator, eur, merchant, genuine
-) -> tuple[np.ndarray, np.ndarray]:
+def _localize(world: _World, rng: np.random.Generator, eur, merchant, genuine) -> tuple[np.ndarray, np.ndarray]:
     """Amounts in the merchant's currency, with shop-like prices for genuine payments."""
     currency = world.m_currency[merchant]
     rate = EUR_RATE[currency]
@@ -738,13 +701,9 @@ def _localize(
     amount[priced] = np.floor(amount[priced]) + 0.99
     subs = genuine & (cat == CAT["digital_goods"]) & (rng.random(n) < 0.45)
     sub_price = SUBSCRIPTIONS_EUR[rng.integers(0, len(SUBSCRIPTIONS_EUR), n)]
-    amount[subs] = np.where(
-        rate[subs] > 5, np.round(sub_price[subs] * rate[subs]) - 0.01, sub_price[subs]
-    )
+    amount[subs] = np.where(rate[subs] > 5, np.round(sub_price[subs] * rate[subs]) - 0.01, sub_price[subs])
     atm = genuine & (cat == CAT["atm_operator"])
-    notes = ATM_NOTES[
-        np.minimum(rng.choice(len(ATM_NOTES), n, p=ATM_NOTES_P) + (eur > 160), len(ATM_NOTES) - 1)
-    ]
+    notes = ATM_NOTES[np.minimum(rng.choice(len(ATM_NOTES), n, p=ATM_NOTES_P) + (eur > 160), len(ATM_NOTES) - 1)]
     amount[atm] = (notes * NOTE_UNIT[currency])[atm].astype(float)
     return np.maximum(np.round(amount, 2), 0.01), currency
 
@@ -771,9 +730,7 @@ class _Rows:
 
     def arrays(self) -> dict[str, np.ndarray]:
         floats = {"eur", "lat", "lon"}
-        return {
-            f: np.asarray(v, dtype=float if f in floats else np.int64) for f, v in self.cols.items()
-        }
+        return {f: np.asarray(v, dtype=float if f in floats else np.int64) for f, v in self.cols.items()}
 
 
 @dataclass
@@ -838,11 +795,7 @@ def _card_testing(f: _Fraud, budget: int) -> None:
         b = int(rng.integers(0, n_bots))
         c = int(rng.choice(customers))
         card = f.victim_card(c)
-        ip = (
-            int(bot_ip[b])
-            if rng.random() < 0.6
-            else t.ips.add_one(_ipv4(rng, 1, datacenter=True)[0])
-        )
+        ip = int(bot_ip[b]) if rng.random() < 0.6 else t.ips.add_one(_ipv4(rng, 1, datacenter=True)[0])
         name = int(w.name[c]) if rng.random() < 0.8 else f.attacker_name()
         email = f.attacker_email() if rng.random() < 0.7 else int(w.email[c])
         lat, lon = f.spot(int(bot_city[b]))
@@ -850,27 +803,17 @@ def _card_testing(f: _Fraud, budget: int) -> None:
         n_large = int(rng.integers(1, 3))
         n_small = max(5, min(int(rng.integers(5, 21)), budget - produced - n_large))
         ts = f.when(2)
-        common = dict(
-            cust=c, card=card, lat=lat, lon=lon, channel=ONLINE, device=int(bot_dev[b]), ip=ip
-        )
+        common = dict(cust=c, card=card, lat=lat, lon=lon, channel=ONLINE, device=int(bot_dev[b]), ip=ip)
         for _ in range(n_small):
             ts += int(1000 * (2 + rng.exponential(20)))
-            eur = (
-                float(rng.choice([0.5, 1.0, 1.5, 2.0]))
-                if rng.random() < 0.3
-                else float(rng.uniform(0.5, 3.0))
-            )
+            eur = float(rng.choice([0.5, 1.0, 1.5, 2.0])) if rng.random() < 0.3 else float(rng.uniform(0.5, 3.0))
             m = m1 if rng.random() < 0.7 else m2
-            f.rows.add(
-                ts=f.clip(ts), merchant=m, eur=eur, name=name, email=email, pattern=1, **common
-            )
+            f.rows.add(ts=f.clip(ts), merchant=m, eur=eur, name=name, email=email, pattern=1, **common)
         for _ in range(n_large):
             ts += int(rng.integers(3, 90)) * MINUTE_MS
             eur = float(np.clip(rng.lognormal(math.log(550), 0.55), 150, 3000))
             m = int(rng.choice(large))
-            f.rows.add(
-                ts=f.clip(ts), merchant=m, eur=eur, name=name, email=email, pattern=1, **common
-            )
+            f.rows.add(ts=f.clip(ts), merchant=m, eur=eur, name=name, email=email, pattern=1, **common)
         produced += n_small + n_large
         events += 1
 
@@ -1062,9 +1005,7 @@ class _Progress:
                 self.callback(step)
 
 
-def _generate(
-    n_payments: int, days: int, seed: int, start_ms: int, progress: _Progress | None = None
-) -> _Simulated:
+def _generate(n_payments: int, days: int, seed: int, start_ms: int, progress: _Progress | None = None) -> _Simulated:
     progress = progress or _Progress(n_payments, None)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_world, rng_gen, rng_fraud, rng_amount, rng_label, rng_ref = streams
@@ -1093,9 +1034,7 @@ def _generate(
     if n_genuine <= 0 or n_extra < 0:
         raise AssertionError(f"fraud budget overshot: {len(bad['ts'])} fraud payments")
     droppable = np.setdiff1d(np.arange(len(gen["ts"])), np.asarray(fraud.anchors, dtype=np.int64))
-    keep = np.setdiff1d(
-        np.arange(len(gen["ts"])), rng_fraud.choice(droppable, n_extra, replace=False)
-    )
+    keep = np.setdiff1d(np.arange(len(gen["ts"])), rng_fraud.choice(droppable, n_extra, replace=False))
     progress.to(0.3)
 
     cols = {f: np.concatenate([gen[f][keep], bad[f]]) for f in FIELDS}
@@ -1238,9 +1177,7 @@ def _references(world: _World, tables: _Tables, rng: np.random.Generator, cols) 
         for r, t, x, s, code in zip(rows.tolist(), choice, nums, small, codes, strict=True):
             template = templates[t]
             if "{" in template:
-                refs[r] = template.format(
-                    n=x, k=s, code=_base36(code) if "{code}" in template else ""
-                )
+                refs[r] = template.format(n=x, k=s, code=_base36(code) if "{code}" in template else "")
             else:
                 refs[r] = template
 
@@ -1410,9 +1347,7 @@ def _write(
 def _write_merchants(world: _World, path: Path) -> None:
     lines = ["merchant_id,category,lat,lon"]
     for i, mid in enumerate(world.m_id):
-        lines.append(
-            f"{mid},{CATEGORIES[int(world.m_cat[i])].name},{world.m_lat[i]:.5f},{world.m_lon[i]:.5f}"
-        )
+        lines.append(f"{mid},{CATEGORIES[int(world.m_cat[i])].name},{world.m_lat[i]:.5f},{world.m_lon[i]:.5f}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

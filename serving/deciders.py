@@ -1,0 +1,244 @@
+"""What each use case decides from its model, one feature row at a time.
+
+The scorer (`serving.scorer`) is the same for every use case: it reads a feature row, checks it
+and writes one record per row. What it asks the model, and what the answer means, differs: a
+fraud score is cut into approve / review / block; a loan model's P(accept | rate) is asked at
+every rate of a grid to price the application; a store model's demand forecast, asked at each
+markdown depth, becomes an order and a markdown suggestion. A `Decider` is that difference, one
+per use case (`decider_for`). It reads a model version's decision policy from the version's tags
+when the version is loaded, so a version without a usable one is never swapped in, and it turns
+a checked row into the fields of a decision record. The policies and decision functions are the
+pure ones in `features/` that training evaluates with, so a live decision equals the offline one
+for the same row and model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from features.loan.featureset import RATE_FEATURE
+from features.loan.pricing import PricingPolicy, quote_row
+from features.store.policy import MARKDOWN_DEPTHS, Spread, decide, markdown_scenario
+
+if TYPE_CHECKING:
+    from serving.registry import LoadedModel
+
+log = logging.getLogger("samestream.deciders")
+
+DEFAULT_REVIEW = 0.5
+DEFAULT_BLOCK = 0.9
+
+
+class Decider(Protocol):
+    """One use case's decision: the policy a model version carries, and how a row is decided."""
+
+    use_case: str
+    fields: tuple[str, ...]
+    """Fields the decision adds to a record, in order; all null when the model fails."""
+    supplied_inputs: tuple[str, ...]
+    """Model inputs the decider fills in itself instead of reading them from the row (the loan's rate)."""
+    row_columns: tuple[str, ...]
+    """Numeric row columns the decision reads besides the model's inputs."""
+    ranked: bool
+    """Whether a label judges the decision's score, so live metrics can rank models by it."""
+
+    def policy(self, params: Mapping[str, str], inputs: tuple[str, ...], label: str) -> Any:
+        """The decision policy of a model version (`label`) from its tags over its run's params.
+
+        Raises ValueError if the version cannot make this use case's decisions.
+        """
+        ...
+
+    def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
+        """The decision fields of one checked row; `values` are its `model.row_features`, in order."""
+        ...
+
+    def describe(self, model: LoadedModel) -> str:
+        """The model's policy in a few words, for the command line."""
+        ...
+
+    def summary(self, record: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        """(score, decision) of a record: what live metrics compare across models."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Score cut-offs of a fraud decision: below `review` approve, from `block` on block."""
+
+    review: float = DEFAULT_REVIEW
+    block: float = DEFAULT_BLOCK
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.review <= self.block <= 1.0:
+            raise ValueError(
+                f"thresholds must satisfy 0 <= review <= block <= 1, got review={self.review}, block={self.block}"
+            )
+
+    def decide(self, score: float) -> str:
+        if score >= self.block:
+            return "block"
+        if score >= self.review:
+            return "review"
+        return "approve"
+
+
+class FraudDecider:
+    """A payment's fraud score, cut by the version's `threshold_review` / `threshold_block` tags.
+
+    A version with unusable thresholds still scores, with the defaults (and a warning): a
+    fraud check must answer every payment.
+    """
+
+    use_case = "fraud"
+    fields: tuple[str, ...] = ("score", "decision")
+    supplied_inputs: tuple[str, ...] = ()
+    row_columns: tuple[str, ...] = ()
+    ranked = True
+
+    def policy(self, params: Mapping[str, str], inputs: tuple[str, ...], label: str) -> Thresholds:
+        try:
+            return Thresholds(
+                review=float(params.get("threshold_review") or DEFAULT_REVIEW),
+                block=float(params.get("threshold_block") or DEFAULT_BLOCK),
+            )
+        except ValueError as exc:
+            log.warning("%s has unusable thresholds (%s); using the defaults", label, exc)
+            return Thresholds()
+
+    def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
+        score = model.predict_one(values)
+        return {"score": score, "decision": model.policy.decide(score)}
+
+    def describe(self, model: LoadedModel) -> str:
+        return f"review >= {model.policy.review:g}, block >= {model.policy.block:g}"
+
+    def summary(self, record: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        return record.get("score"), record.get("decision")
+
+
+class LoanDecider:
+    """An application's offer: the grid rate of highest expected value (`features.loan.pricing.quote_row`).
+
+    The model is asked P(accept) at every rate of the version's pricing policy (its `pricing_*`
+    tags) in one batch; the grid starts at the floor, so no offer is below it.
+    """
+
+    use_case = "loan"
+    fields: tuple[str, ...] = ("rate", "p_accept", "expected_value")
+    supplied_inputs: tuple[str, ...] = (RATE_FEATURE,)
+    row_columns: tuple[str, ...] = ("amount_eur", "term_months", "pd_annual")
+    ranked = False
+
+    def policy(self, params: Mapping[str, str], inputs: tuple[str, ...], label: str) -> PricingPolicy:
+        if not inputs or inputs[-1] != RATE_FEATURE:
+            raise ValueError(
+                f"a loan model takes the rate, {RATE_FEATURE!r}, as its last input; this one takes {inputs}"
+            )
+        return PricingPolicy.from_params(params)
+
+    def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
+        quote = quote_row(row, model.predict_many, model.policy, model.row_features)
+        return {"rate": quote.rate, "p_accept": quote.p_accept, "expected_value": quote.expected_value}
+
+    def describe(self, model: LoadedModel) -> str:
+        p: PricingPolicy = model.policy
+        return (
+            f"rates {p.floor:.2%} to {p.cap:.2%} in steps of {p.step:.2%}, cost of funds {p.funding_rate:.2%}, "
+            f"LGD {p.lgd:.0%}"
+        )
+
+    def summary(self, record: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        rate = record.get("rate")
+        return record.get("p_accept"), None if rate is None else f"{rate:.4f}"
+
+
+class StoreDecider:
+    """Tomorrow's order and markdown for one store × product (`features.store.policy.decide`).
+
+    The model forecasts demand at the scheduled price and, when stock expires tomorrow, at each
+    markdown depth (`markdown_scenario`), in one batch; demand scatters around the forecasts by
+    the version's `spread_quantiles` tag, the spread its policy simulation was run with.
+    """
+
+    use_case = "store"
+    fields: tuple[str, ...] = (
+        "order_qty",
+        "markdown",
+        "forecast",
+        "expected_sold",
+        "expected_waste",
+        "expected_margin",
+    )
+    supplied_inputs: tuple[str, ...] = ()
+    row_columns: tuple[str, ...] = ("on_hand", "expiring_1d", "price", "unit_cost", "shelf_life_days", "sold_by_weight")
+    ranked = False
+
+    def policy(self, params: Mapping[str, str], inputs: tuple[str, ...], label: str) -> Spread:
+        raw = params.get("spread_quantiles")
+        if not raw:
+            raise ValueError("no spread_quantiles tag: register store models with `samestream train store`")
+        try:
+            quantiles = tuple(float(q) for q in json.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"spread_quantiles is not a JSON list of numbers: {exc}") from None
+        if not quantiles or not all(map(math.isfinite, quantiles)) or list(quantiles) != sorted(quantiles):
+            raise ValueError("spread_quantiles must be finite numbers in ascending order")
+        return Spread(quantiles)
+
+    def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
+        expiring = float(row["expiring_1d"])
+        depths = MARKDOWN_DEPTHS if expiring > 0 else (0.0,)
+        scenarios = [markdown_scenario(row, depth) for depth in depths]
+        inputs = np.asarray([[s[name] for name in model.feature_names] for s in scenarios], dtype=np.float64)
+        forecasts = dict(zip(depths, model.predict_many(inputs).tolist(), strict=True))
+        decision = decide(
+            forecasts,
+            model.policy,
+            usable_on_hand=float(row["on_hand"]),
+            expiring=expiring,
+            price=float(row["price"]),
+            unit_cost=float(row["unit_cost"]),
+            shelf_life_days=int(row["shelf_life_days"]),
+            step=0.1 if row["sold_by_weight"] > 0 else 1.0,
+        )
+        return {
+            "order_qty": decision.order_qty,
+            "markdown": decision.markdown,
+            "forecast": forecasts[0.0],
+            "expected_sold": decision.expected_sold,
+            "expected_waste": decision.expected_waste,
+            "expected_margin": decision.expected_margin,
+        }
+
+    def describe(self, model: LoadedModel) -> str:
+        depths = "/".join(f"{d:.0%}" for d in MARKDOWN_DEPTHS if d > 0)
+        return f"demand spread of {len(model.policy.quantiles)} quantiles, markdowns of {depths} for expiring stock"
+
+    def summary(self, record: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        order, markdown = record.get("order_qty"), record.get("markdown")
+        return record.get("forecast"), None if order is None else f"order {order:g}, markdown {markdown:g}"
+
+
+DECIDERS: dict[str, type[FraudDecider] | type[LoanDecider] | type[StoreDecider]] = {
+    "fraud": FraudDecider,
+    "loan": LoanDecider,
+    "store": StoreDecider,
+}
+
+
+def decider_for(use_case: str) -> Decider:
+    """The decider of a use case (`fraud`, `loan`, `store`)."""
+    try:
+        return DECIDERS[use_case]()
+    except KeyError:
+        raise ValueError(
+            f"no live decisions for the use case {use_case!r}; expected one of {', '.join(DECIDERS)}"
+        ) from None
