@@ -8,7 +8,6 @@ it (coarse location), redact it (free text through presidio-analyzer's recognize
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from functools import cached_property
@@ -16,7 +15,7 @@ from typing import Any
 
 import regex
 import tldextract
-from presidio_analyzer import PatternRecognizer
+from presidio_analyzer import Pattern, PatternRecognizer
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
@@ -26,9 +25,14 @@ from presidio_analyzer.predefined_recognizers import (
 
 DEV_SECRET = "samestream-dev-secret-change-me"
 
-# Every entity the recognizers know holds a digit (card, IBAN, IPv4), an "@" (email) or "::"
-# (IPv6): text without any of them is skipped with one cheap scan.
-_MAY_HOLD_ENTITY = re.compile(r"[0-9@]|::")
+_PARTICLES = "van|von|de|der|den|da|di|del|du|la|le|ten|ter|dos|das|af|av"
+_CAPITALIZED = r"\p{Lu}\p{Ll}+(?:[-'’]\p{Lu}?\p{Ll}+)*"
+PERSON_NAME = rf"\b{_CAPITALIZED}(?:\s+(?:(?:{_PARTICLES})\s+)*{_CAPITALIZED})+\b"
+"""Two or more capitalized words in a row ("Olivier Fleury", "Louise van Kasteelen")."""
+
+# Every entity the recognizers know holds a digit (card, IBAN, IPv4), an "@" (email), "::"
+# (IPv6) or two capitalized words in a row (a name): text without any is skipped with one scan.
+_MAY_HOLD_ENTITY = regex.compile(rf"[0-9@]|::|\p{{Lu}}\p{{Ll}}+[\s'’-]+(?:(?:{_PARTICLES})\s+)*\p{{Lu}}\p{{Ll}}")
 
 
 class Policy(StrEnum):
@@ -85,14 +89,32 @@ class _OfflineEmailRecognizer(EmailRecognizer):
         return bool(self._extract(pattern_text).fqdn)
 
 
+class PersonNameRecognizer(PatternRecognizer):
+    """Names of people in free text, from their shape alone: two or more capitalized words.
+
+    presidio finds names with a spaCy model, which would be downloaded at run time; this
+    recognizer needs nothing. It errs on the side of privacy: a capitalized phrase ("New York",
+    "For Anna Berg") is redacted with the name, a lower-case or single-word name is not found.
+    Free text is a reference on a payment, so losing a phrase costs little and a leaked name a lot.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="PERSON",
+            patterns=[Pattern("capitalized words", PERSON_NAME, 0.5)],
+            global_regex_flags=regex.DOTALL | regex.MULTILINE,  # case matters: no IGNORECASE
+        )
+
+
 class Redactor:
     """Replaces personal data in free text with `<ENTITY_TYPE>` placeholders.
 
     presidio-analyzer's pattern recognizers (email, card number with Luhn check, IBAN with
-    checksum, IP address) find the entities; no spaCy model is needed, so nothing is downloaded.
-    Their patterns are compiled once into one prefilter, so text that cannot hold an entity costs
-    one regex scan instead of a pass of every recognizer. `known` values (the cardholder's own
-    name and email from the same event) are redacted too: names are not found by patterns.
+    checksum, IP address) and `PersonNameRecognizer` find the entities; no spaCy model is needed,
+    so nothing is downloaded. Their patterns are compiled once into one prefilter, so text that
+    cannot hold an entity costs one regex scan instead of a pass of every recognizer. `known`
+    values (the cardholder's own name and email from the same event) are redacted too, whatever
+    their case.
     """
 
     def __init__(self, recognizers: Iterable[PatternRecognizer] | None = None) -> None:
@@ -104,13 +126,18 @@ class Redactor:
                 CreditCardRecognizer(),
                 IbanRecognizer(),
                 IpRecognizer(),
+                PersonNameRecognizer(),
             )
         )
 
     @cached_property
     def _prefilter(self) -> regex.Pattern[str]:
-        alternatives = [f"(?:{p.regex})" for r in self.recognizers for p in r.patterns]  # type: ignore[has-type]
-        return regex.compile("|".join(alternatives), regex.IGNORECASE | regex.MULTILINE)
+        alternatives = [
+            f"(?{'i' if r.global_regex_flags & regex.IGNORECASE else '-i'}:{p.regex})"
+            for r in self.recognizers
+            for p in r.patterns  # type: ignore[has-type]
+        ]
+        return regex.compile("|".join(alternatives), regex.MULTILINE)
 
     def entities(self, text: str) -> list[tuple[int, int, str]]:
         """Return (start, end, entity_type) of every entity found, overlaps merged."""

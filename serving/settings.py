@@ -55,11 +55,11 @@ class LiveSettings:
     state_dir:
         Where RocksDB state lives (rebuilt from changelog topics if lost).
     instance:
-        Stable, unique name of this replica. It makes the replica a static member of its
-        consumer group, so a restarted replica takes its partitions back at once instead of
-        waiting out the crashed one's session timeout; with exactly-once it also names the
-        transactional producer, so the restart fences its predecessor and aborts its open
-        transaction at once. Two replicas of one role need two names.
+        Stable, unique name of this replica: the client id its consumer shows in the group and,
+        with exactly-once, the transactional id of its producer, so a restarted replica fences
+        its predecessor and aborts its open transaction at once. Two replicas of one role need
+        two names. Group membership is dynamic: a static member (`group.instance.id`) is fenced
+        for good when the broker restarts under it, which stalled or ended the process.
     """
 
     use_case: str
@@ -114,7 +114,7 @@ class LiveSettings:
         producer_config: dict[str, str | int] = {"linger.ms": 1 if guarantee == "at-least-once" else 5}
         if guarantee == "exactly-once":
             producer_config["transactional.id"] = member
-        consumer_config: dict[str, str | int] = {"group.instance.id": member, "session.timeout.ms": SESSION_TIMEOUT_MS}
+        consumer_config: dict[str, str | int] = {"client.id": member, "session.timeout.ms": SESSION_TIMEOUT_MS}
         if background:
             producer_config["linger.ms"] = BACKGROUND_BATCH_MS
             consumer_config |= {"fetch.min.bytes": 256 * 1024, "fetch.wait.max.ms": BACKGROUND_BATCH_MS}

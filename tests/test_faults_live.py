@@ -69,13 +69,10 @@ def _log(path: Path) -> str:
 
 
 def _assignment(bootstrap: str, group: str) -> dict[str, int]:
-    """Static member id (instance) -> number of partitions assigned to it in `group`, now."""
+    """Client id (`<group>-<instance>`) -> number of partitions assigned to it in `group`, now."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
-    return {
-        m.group_instance_id or m.member_id: len(m.assignment.topic_partitions) if m.assignment else 0
-        for m in described.members
-    }
+    return {m.client_id: len(m.assignment.topic_partitions) if m.assignment else 0 for m in described.members}
 
 
 def _closed_port() -> int:

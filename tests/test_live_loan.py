@@ -31,8 +31,10 @@ from serving.feature_process import FeatureProcess
 from serving.shadow import ShadowConfig, ShadowHarness
 from tests.live_fixtures import (
     SECRET,
+    assert_no_personal_data,
     broker,  # noqa: F401 - a fixture, used by name
     live_settings,
+    personal_values,
     read_topic,
     register_version,
     registry_store,
@@ -219,3 +221,4 @@ def test_each_application_gets_one_offer_priced_as_offline_and_challengers_shado
     for run in runs:
         assert {"latency_p50_ms", "agreement_with_champion", "errors"} <= set(run.data.metrics)
         assert "average_precision" not in run.data.metrics, "loan labels do not rank offers"
+    assert_no_personal_data(settings.prefix, personal_values(fs, produce.default_files("loan", live.data_dir / "loan")))

@@ -15,8 +15,10 @@ from serving.cli import app as cli_app
 from serving.feature_process import FeatureProcess
 from tests.live_fixtures import (
     SECRET,
+    assert_no_personal_data,
     broker,  # noqa: F401 - a fixture, used by name
     live_settings,
+    personal_values,
     read_topic,
     simulation,
     unique_prefix,
@@ -105,3 +107,4 @@ def test_feature_topic_equals_batch_rows_row_for_row(tmp_path: Path) -> None:
             personal |= {str(event[k]) for k in PERSONAL if k in event}
     derived = set().union(*(_strings(value) for _, value in (*stream, *labels)))
     assert not personal & derived, f"personal data in a derived topic: {sorted(personal & derived)[:3]}"
+    assert_no_personal_data(settings.prefix, personal_values(fs, sim.files))

@@ -35,8 +35,10 @@ from serving.scorer import ScoringProcess
 from serving.shadow import ShadowConfig, ShadowHarness
 from tests.live_fixtures import (
     SECRET,
+    assert_no_personal_data,
     broker,  # noqa: F401 - a fixture, used by name
     live_settings,
+    personal_values,
     read_topic,
     register_version,
     registry_store,
@@ -220,3 +222,5 @@ def test_feeds_with_csv_become_batch_rows_and_each_row_one_order_decided_as_offl
         ("champion", live.versions["champion"]): (n, n),
         ("challenger", live.versions["challenger"]): (n, n),
     }
+    files = [produce.EventFile(kind, path) for kind, path in live.files.items()]
+    assert_no_personal_data(settings.prefix, personal_values(fs, files))
