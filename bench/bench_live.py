@@ -343,7 +343,7 @@ class Bench:
         for row in self.results:
             table.add_row(*row)
         console.print(table)
-        console.print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+        console.print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
 
 
 class _Timed:
