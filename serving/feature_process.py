@@ -105,7 +105,6 @@ class FeatureProcess:
         self._stop_after = 0
         self._role = role
         self._publish = publish
-        self.restarts = 0
         self.app = self._application()
 
     def _application(self) -> Application:
@@ -225,7 +224,7 @@ class FeatureProcess:
         self._stop_after = max_events
         started = time.perf_counter()
         try:
-            self.restarts += run_supervised(self._application, idle_timeout, PROCESS)
+            run_supervised(self._application, idle_timeout, PROCESS)
         finally:
             if self.sink is not None:
                 self.sink.close()

@@ -17,7 +17,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from types import FrameType
 
 from confluent_kafka import KafkaException
 from quixstreams import Application
@@ -39,43 +38,31 @@ FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 
 
-def run_supervised(make_app: Callable[[], Application], idle_timeout: float, name: str) -> int:
+def run_supervised(make_app: Callable[[], Application], idle_timeout: float, name: str) -> None:
     """Run Applications built by `make_app` until one stops normally (SIGINT/SIGTERM, `stop()`,
     idle timeout); after a recoverable Kafka failure wait (1 s, doubling up to 30 s) and run a new
-    one. Returns how many times it restarted. Any other exception propagates."""
-    stopping = threading.Event()
-    restarts = 0
+    one. Any other exception propagates."""
     backoff = FIRST_BACKOFF_S
     while True:
-        app = make_app()
         try:
-            app.run(timeout=idle_timeout, collect=False)
-            return restarts
+            make_app().run(timeout=idle_timeout, collect=False)
+            return
         except RECOVERABLE as exc:
             log.warning("%s: Kafka failure, a new client starts in %.0f s: %s", name, backoff, exc)
-        with _stop_on_signals(stopping):
-            if stopping.wait(backoff):
-                return restarts
-        restarts += 1
+        if _stopped_while_waiting(backoff):
+            return
         backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
-class _stop_on_signals:
-    """While waiting between Applications, SIGINT/SIGTERM end the process's run as they would
-    have ended the Application's."""
-
-    def __init__(self, stopping: threading.Event) -> None:
-        self.stopping = stopping
-        self.previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.stopping.set()
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+def _stopped_while_waiting(seconds: float) -> bool:
+    """Wait between Applications; True if SIGINT/SIGTERM came meanwhile, as it would have ended
+    the Application."""
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return stopping.wait(seconds)
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return stopping.wait(seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
