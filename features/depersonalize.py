@@ -35,6 +35,15 @@ PERSON_NAME = rf"\b{_CAPITALIZED}(?:\s+(?:(?:{_PARTICLES})\s+)*{_CAPITALIZED})+\
 _MAY_HOLD_ENTITY = regex.compile(rf"[0-9@]|::|\p{{Lu}}\p{{Ll}}+[\s'’-]+(?:(?:{_PARTICLES})\s+)*\p{{Lu}}\p{{Ll}}")
 
 
+# What an entity cannot be written without, where that is cheaper to look for than its patterns
+# (presidio's IPv6 patterns alone cost several µs a scan): an email has an "@"; an IPv4 address
+# a digit, a dot and a digit; an IPv6 address a colon.
+_ENTITY_NEEDS = {"EMAIL_ADDRESS": regex.compile("@"), "IP_ADDRESS": regex.compile(r"[0-9]\.[0-9]|:")}
+
+
+_Prefilter = tuple[tuple[regex.Pattern[str], ...], tuple[regex.Pattern[str], ...], PatternRecognizer]
+
+
 class Policy(StrEnum):
     """What happens to one field before anything leaves the feature process."""
 
@@ -111,10 +120,10 @@ class Redactor:
 
     presidio-analyzer's pattern recognizers (email, card number with Luhn check, IBAN with
     checksum, IP address) and `PersonNameRecognizer` find the entities; no spaCy model is needed,
-    so nothing is downloaded. Their patterns are compiled once into one prefilter, so text that
-    cannot hold an entity costs one regex scan instead of a pass of every recognizer. `known`
-    values (the cardholder's own name and email from the same event) are redacted too, whatever
-    their case.
+    so nothing is downloaded. A recognizer's full analysis (validation, context, a public-suffix
+    lookup) costs 5-50 µs, so each one runs only on text its own patterns match, found with a few
+    precompiled scans. `known` values (the cardholder's own name and email from the same event)
+    are redacted too, whatever their case.
     """
 
     def __init__(self, recognizers: Iterable[PatternRecognizer] | None = None) -> None:
@@ -131,22 +140,26 @@ class Redactor:
         )
 
     @cached_property
-    def _prefilter(self) -> regex.Pattern[str]:
-        alternatives = [
-            f"(?{'i' if r.global_regex_flags & regex.IGNORECASE else '-i'}:{p.regex})"
-            for r in self.recognizers
-            for p in r.patterns  # type: ignore[has-type]
-        ]
-        return regex.compile("|".join(alternatives), regex.MULTILINE)
+    def _prefilters(self) -> tuple[_Prefilter, ...]:
+        """Each recognizer with the scans text must pass before it is analyzed: what its entity
+        needs, if known, then each of its patterns in its own flags (one alternation of them all
+        scans slower than the patterns one by one)."""
+        prefilters = []
+        for r in self.recognizers:
+            flags = r.global_regex_flags & (regex.IGNORECASE | regex.MULTILINE | regex.DOTALL)
+            patterns = tuple(regex.compile(p.regex, flags) for p in r.patterns)  # type: ignore[has-type]
+            needs = tuple(_ENTITY_NEEDS[e] for e in r.supported_entities if e in _ENTITY_NEEDS)
+            prefilters.append((needs, patterns, r))
+        return tuple(prefilters)
 
     def entities(self, text: str) -> list[tuple[int, int, str]]:
         """Return (start, end, entity_type) of every entity found, overlaps merged."""
         if not text or _MAY_HOLD_ENTITY.search(text) is None:
             return []
-        if self._prefilter.search(text) is None:
-            return []
         spans: list[tuple[int, int, str]] = []
-        for recognizer in self.recognizers:
+        for needs, patterns, recognizer in self._prefilters:
+            if any(n.search(text) is None for n in needs) or all(p.search(text) is None for p in patterns):
+                continue
             for result in recognizer.analyze(text, recognizer.supported_entities, None):
                 if result.score >= 0.5:
                     spans.append((result.start, result.end, result.entity_type))

@@ -131,15 +131,18 @@ class FeatureProcess:
                 ("dead", topics.deadletters),
             )
         }
-        sdf = app.dataframe(events).apply(self._admit, metadata=True, expand=True)
-        for i, stage in enumerate(fs.stages):
+        last = len(fs.stages) - 1
+        sdf = app.dataframe(events).apply(
+            self._first_stage(fs.stages[0], last == 0), stateful=True, metadata=True, expand=True
+        )
+        for i, stage in enumerate(fs.stages[1:], start=1):
             if i == 1:
                 sdf = sdf.group_by(
                     _rekey(stage, fs.row_id), name=stage.name, key_serializer="str", key_deserializer="str"
                 )
-            elif i > 1:
+            else:
                 sdf = self._hop(app, sdf, stage, events)
-            sdf = sdf.apply(self._stage(stage, last=i == len(fs.stages) - 1), stateful=True, expand=True)
+            sdf = sdf.apply(self._stage(stage, last=i == last), stateful=True, metadata=True, expand=True)
         if publish:
             sdf.to_topic(lambda item, *_: outputs[item[0]], key=lambda item: _output_key(item, fs.row_id))
         if self.sink is not None:
@@ -159,8 +162,9 @@ class FeatureProcess:
         sdf.to_topic(topic, key=_rekey(stage, self.fs.row_id))
         return app.dataframe(topic)
 
-    def _admit(self, value: bytes, key: bytes | None, timestamp: int, headers: Any) -> list[Item]:
-        """Validate and depersonalize one raw event; anything wrong becomes a dead letter."""
+    def _admit(self, value: bytes, key: bytes | None) -> list[Item]:
+        """Validate and depersonalize one raw event; anything wrong becomes a dead letter, which
+        comes last, where a valid event has its record."""
         self.counts.events += 1
         fs = self.fs
         kind = None
@@ -191,12 +195,26 @@ class FeatureProcess:
             return None
         return kind if kind in self.fs.schemas else None
 
-    def _stage(self, stage: Stage, last: bool) -> Callable[[Item, State], list[Item]]:
+    def _first_stage(self, stage: Stage, last: bool) -> Callable[[bytes, bytes | None, int, Any, State], list[Item]]:
+        """Admission and the first keyed stage in one step: the events topic is keyed by the
+        first stage's key, so the state of the message key is the state that stage needs."""
+        run = self._stage(stage, last)
+
+        def admit_and_run(value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State) -> list[Item]:
+            items = self._admit(value, key)
+            record = items[-1]
+            if record[0] != "record":
+                return items
+            return [*items[:-1], *run(record, key, timestamp, headers, state)]
+
+        return admit_and_run
+
+    def _stage(self, stage: Stage, last: bool) -> Callable[[Item, Any, int, Any, State], list[Item]]:
         """One keyed stage over records; other items pass by untouched."""
         out_kind = "row" if last else "record"
         version = self.fs.version
 
-        def run(item: Item, state: State) -> list[Item]:
+        def run(item: Item, key: Any, timestamp: int, headers: Any, state: State) -> list[Item]:
             kind, body = item
             if kind != "record":
                 return [item]

@@ -31,6 +31,9 @@ def test_empty_secret_is_refused() -> None:
         ("card 4539 5787 6362 1486 declined", "CREDIT_CARD"),
         ("contact jane.doe@example.com", "EMAIL_ADDRESS"),
         ("from 203.0.113.77", "IP_ADDRESS"),
+        ("login from 2001:db8:85a3::8a2e:370:7334 today", "IP_ADDRESS"),
+        ("mapped ::ffff:192.0.2.128 seen", "IP_ADDRESS"),
+        ("Gift from Olivier Fleury", "PERSON"),
     ],
 )
 def test_redactor_finds_pattern_entities(text: str, entity: str) -> None:

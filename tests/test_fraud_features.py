@@ -84,10 +84,10 @@ def test_new_device_and_ip_after_history(fraud_fs, payment) -> None:
 
 def test_merchant_risk_uses_only_labels_known_at_payment_time(fraud_fs, payment) -> None:
     p1 = payment(0)
-    events = [
+    events = [  # in event-time order, as both drivers deliver them
         ("payment", p1),
-        ("label", label(p1["payment_id"], known_minutes=60 * 24, is_fraud=True)),
         ("payment", payment(60 * 23, customer_id="C2")),  # before the label is known
+        ("label", label(p1["payment_id"], known_minutes=60 * 24, is_fraud=True)),
         ("payment", payment(60 * 24, customer_id="C3")),  # exactly when it is known: counts
     ]
     rows = run(fraud_fs, events)

@@ -2,7 +2,8 @@
 
 Two keyed stages. The merchant stage sees payments and labels of one merchant in event-time
 order and attaches the merchant's fraud rate as known at the payment's time (only labels whose
-`known_at` is not after the payment count: the feedback delay is explicit). The customer stage
+`known_at` is not after the payment count: the feedback delay is explicit), over whole UTC days:
+a 7-day window is the payment's day and the six before it. The customer stage
 attaches the customer's history: time since the last payment, distance and implied speed from
 it, the amount against the running mean and deviation, and counts and spend over 1 h, 1 d,
 7 d and 30 d. Raw identifiers never reach a stage: they are pseudonymized first, so state keys,
@@ -25,11 +26,11 @@ from features.fraud.lookups import CATEGORIES, EUR_PER_UNIT, Merchant
 from features.fraud.schemas import FraudLabel, Payment
 from features.geo import haversine_km
 from features.state import State
-from features.windows import DAY_MS, HOUR_MS, Windows
+from features.windows import DAY_MS, HOUR_MS, DailyWindows, Windows
 
 CHANNELS: tuple[str, ...] = ("pos", "contactless", "online", "atm")
 SPEND_WINDOWS = {"1h": HOUR_MS, "1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
-LABEL_WINDOWS = {"7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
+LABEL_WINDOWS_DAYS = {"7d": 7, "30d": 30}
 RECENT_DEVICES = 8
 MAX_SPEED_KMH = 20_000.0
 RISK_PRIOR = 0.01
@@ -123,7 +124,7 @@ class FraudFeatureSet(FeatureSet):
         self.merchants = merchants
         self.pseudonym = Pseudonymizer(secret)
         self._spend = Windows(tuple(SPEND_WINDOWS.values()))
-        self._labels = Windows(tuple(LABEL_WINDOWS.values()))
+        self._labels = DailyWindows(tuple(LABEL_WINDOWS_DAYS.values()))
         self._stages = (
             Stage("merchant", _merchant_key, self._merchant_stage),
             Stage("customer", _customer_key, self._customer_stage),
