@@ -285,6 +285,7 @@ start_broker() {
     "$java_bin" "${heap_opts[@]}" \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent "-XX:ErrorFile=$logs_dir/hs_err_pid%p.log" \
+    "-Xlog:gc:file=$logs_dir/gc.log:time,uptime:filecount=3,filesize=10m" \
     -Djava.awt.headless=true \
     "-Dkafka.logs.dir=$logs_dir" "-Dlog4j2.configurationFile=$log4j_props" \
     -cp "$(classpath)" kafka.Kafka "$server_props" \

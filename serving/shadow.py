@@ -1,6 +1,6 @@
 """Shadow scoring: any number of challengers score the live feature stream beside the champion.
 
-Each challenger runs in its own OS process, at the lowest CPU priority, as its own quixstreams
+Each challenger runs in its own OS process, on CPU time nothing else wants (`SCHED_IDLE`), as its own quixstreams
 Application in its own consumer group: it reads the feature rows at its own pace and writes
 score records to `<use case>-shadow-scores`. The champion (`samestream serve`) shares nothing
 with them: a slow challenger only lags in its own group, one that raises records the error and
@@ -44,7 +44,16 @@ _decode = msgspec.json.Decoder(dict).decode
 RESTART_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 HEALTHY_AFTER_S = 60.0
 NICENESS = 19
-"""Every shadow process runs at the lowest CPU priority: it only gets cores the champion leaves."""
+
+
+def yield_cpu() -> None:
+    """Run this process only on CPU time nothing else wants: Linux's `SCHED_IDLE` class, which
+    any waking process preempts at once (a nice level still takes slices from the champion on a
+    busy machine); elsewhere, the lowest nice level."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(NICENESS)
 PRELOAD = ("serving.shadow", "mlflow.pyfunc", "sklearn.pipeline", "sklearn.linear_model")
 
 
@@ -93,7 +102,7 @@ def role_of(ref: str) -> str:
 
 def run_challenger(config: ShadowConfig, ref: str) -> None:
     """Child process: score the feature stream with one challenger until stopped or idle."""
-    os.nice(NICENESS)
+    yield_cpu()
     _child_logging()
     fs = config.featureset()
     watcher = ModelWatcher(
@@ -118,7 +127,7 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
     With an idle timeout it stops once every challenger has stopped (`challengers_done` is
     set) and nothing has arrived for that long, so it never quits before their last scores.
     """
-    os.nice(NICENESS)
+    yield_cpu()
     _child_logging()
     fs = config.featureset()
     decider = decider_for(fs.name)
