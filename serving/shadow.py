@@ -54,6 +54,8 @@ def yield_cpu() -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         os.nice(NICENESS)
+
+
 PRELOAD = ("serving.shadow", "mlflow.pyfunc", "sklearn.pipeline", "sklearn.linear_model")
 
 
