@@ -30,7 +30,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
 from quixstreams.models.serializers.json import JSONSerializer
 
-from features.featureset import READ_FAILURE, FeatureSet, InvalidEvent, Stage, stage_failure
+from features.featureset import READ_FAILURE, FeatureSet, InvalidEvent, Record, Stage, stage_failure
 from serving.duckdb_sink import FeatureTableSink
 from serving.records import Item, dead_letter, dead_letter_key, encode_body
 from serving.settings import LiveSettings
@@ -162,9 +162,9 @@ class FeatureProcess:
         sdf.to_topic(topic, key=_rekey(stage, self.fs.row_id))
         return app.dataframe(topic)
 
-    def _admit(self, value: bytes, key: bytes | None) -> list[Item]:
-        """Validate and depersonalize one raw event; anything wrong becomes a dead letter, which
-        comes last, where a valid event has its record."""
+    def _admit(self, value: bytes, key: bytes | None) -> tuple[list[Item], Record | None]:
+        """Validate and depersonalize one raw event: its label items and its record, or a dead
+        letter and no record if anything is wrong."""
         self.counts.events += 1
         fs = self.fs
         kind = None
@@ -175,17 +175,17 @@ class FeatureProcess:
             labels = fs.label_rows(record)
             expected = fs.stages[0].key(record)
         except InvalidEvent as exc:
-            return [self._dead(kind or self._sniff_kind(value), exc.reason, value)]
+            return [self._dead(kind or self._sniff_kind(value), exc.reason, value)], None
         except Exception as exc:  # a FeatureSet bug must not stop the stream
-            return [self._dead(kind, READ_FAILURE.format(error=type(exc).__name__), value)]
+            return [self._dead(kind, READ_FAILURE.format(error=type(exc).__name__), value)], None
         if key is None or key != expected.encode():
             reason = (
                 f"wrong key: events must be keyed by their {fs.stages[0].name} key "
                 f"({fs.stages[0].name} {expected!r} for this event), so its state is found"
             )
-            return [self._dead(kind, reason, value)]
+            return [self._dead(kind, reason, value)], None
         self.counts.labels += len(labels)
-        return [*(("label", row) for row in labels), ("record", record)]
+        return [("label", row) for row in labels], record
 
     def _sniff_kind(self, value: bytes) -> str | None:
         """The `type` of a rejected event, if it is readable and known: says where to look."""
@@ -201,11 +201,10 @@ class FeatureProcess:
         run = self._stage(stage, last)
 
         def admit_and_run(value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State) -> list[Item]:
-            items = self._admit(value, key)
-            record = items[-1]
-            if record[0] != "record":
-                return items
-            return [*items[:-1], *run(record, key, timestamp, headers, state)]
+            admitted, record = self._admit(value, key)
+            if record is None:
+                return admitted
+            return [*admitted, *run(("record", record), key, timestamp, headers, state)]
 
         return admit_and_run
 

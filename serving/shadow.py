@@ -1,10 +1,11 @@
 """Shadow scoring: any number of challengers score the live feature stream beside the champion.
 
-Each challenger runs in its own OS process, on CPU time nothing else wants (`SCHED_IDLE`), as its own quixstreams
-Application in its own consumer group: it reads the feature rows at its own pace and writes
-score records to `<use case>-shadow-scores`. The champion (`samestream serve`) shares nothing
-with them: a slow challenger only lags in its own group, one that raises records the error and
-goes on, and one whose process dies is restarted with backoff while the others carry on.
+Each challenger runs in its own OS process, on CPU time nothing else wants (`SCHED_IDLE`), as
+its own quixstreams Application in its own consumer group: it reads the feature rows at its own
+pace and writes score records to `<use case>-shadow-scores`. The champion (`samestream serve`)
+shares nothing with them: a slow challenger only lags in its own group, one that raises records
+the error and goes on, and one whose process dies is restarted with backoff while the others
+carry on.
 
 A collector process reads the champion's decisions, the challengers' scores and the labels into
 DuckDB (`serving.live_metrics`) and logs live metrics per model to MLflow every
@@ -44,6 +45,7 @@ _decode = msgspec.json.Decoder(dict).decode
 RESTART_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 HEALTHY_AFTER_S = 60.0
 NICENESS = 19
+PRELOAD = ("serving.shadow", "mlflow.pyfunc", "sklearn.pipeline", "sklearn.linear_model")
 
 
 def yield_cpu() -> None:
@@ -54,9 +56,6 @@ def yield_cpu() -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         os.nice(NICENESS)
-
-
-PRELOAD = ("serving.shadow", "mlflow.pyfunc", "sklearn.pipeline", "sklearn.linear_model")
 
 
 @dataclass(frozen=True)

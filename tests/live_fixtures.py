@@ -277,6 +277,39 @@ def live_settings(prefix: str, use_case: str = "fraud", **overrides: Any) -> Liv
     return LiveSettings(use_case, bootstrap=require_broker(), prefix=prefix, **overrides)
 
 
+def shadow_challenger(settings: LiveSettings, data_dir: Path, tracking_uri: str, model: str, live_db: Path) -> None:
+    """Run the shadow harness with the `challenger` alias over the feature topic until it is idle."""
+    from serving.shadow import ShadowConfig, ShadowHarness
+
+    ShadowHarness(
+        ShadowConfig(
+            settings=settings,
+            data_dir=data_dir,
+            secret=SECRET,
+            tracking_uri=tracking_uri,
+            model_name=model,
+            challengers=("challenger",),
+            live_db=live_db,
+            metrics_interval=1.0,
+            idle_timeout=4.0,
+        )
+    ).run()
+
+
+def recorded_scores(live_db: Path, use_case: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(role, version) -> (records, records with a decision) in the shadow harness's DuckDB."""
+    import duckdb
+
+    con = duckdb.connect(str(live_db), read_only=True)
+    try:
+        rows = con.execute(
+            f"SELECT role, version, count(*), count(decision) FROM {use_case}_live_scores GROUP BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+    return {(role, version): (n, decided) for role, version, n, decided in rows}
+
+
 def produce(
     topic: str, messages: Iterable[tuple[bytes | str | None, bytes | dict[str, Any]]], rate: float = 0.0
 ) -> int:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -28,7 +27,6 @@ from features.usecases import build_featureset
 from serving import produce
 from serving.cli import app as cli_app
 from serving.feature_process import FeatureProcess
-from serving.shadow import ShadowConfig, ShadowHarness
 from tests.live_fixtures import (
     SECRET,
     assert_no_personal_data,
@@ -36,9 +34,11 @@ from tests.live_fixtures import (
     live_settings,
     personal_values,
     read_topic,
+    recorded_scores,
     register_version,
     registry_store,
     scratch_dir,
+    shadow_challenger,
     unique_prefix,
 )
 
@@ -181,33 +181,12 @@ def test_each_application_gets_one_offer_priced_as_offline_and_challengers_shado
     assert all(set(o) == OFFER_FIELDS for o in offers), "an offer carries ids and numbers, nothing else"
 
     live_db = tmp_path / "live.duckdb"
-    ShadowHarness(
-        ShadowConfig(
-            settings=settings,
-            data_dir=live.data_dir / "loan",
-            secret=SECRET,
-            tracking_uri=live.tracking_uri,
-            model_name=MODEL,
-            challengers=("challenger",),
-            live_db=live_db,
-            metrics_interval=1.0,
-            idle_timeout=4.0,
-        )
-    ).run()
+    shadow_challenger(settings, live.data_dir / "loan", live.tracking_uri, MODEL, live_db)
     shadowed = [value for _, value in read_topic(settings.topics.shadow_scores)]
     assert all(s["error"] is None for s in shadowed)
     assert_offers_match([{k: v for k, v in s.items() if k != "error"} for s in shadowed], live.versions["challenger"])
 
-    con = duckdb.connect(str(live_db), read_only=True)
-    try:
-        recorded = dict(
-            ((role, version), (n, with_rate))
-            for role, version, n, with_rate in con.execute(
-                "SELECT role, version, count(*), count(decision) FROM loan_live_scores GROUP BY ALL"
-            ).fetchall()
-        )
-    finally:
-        con.close()
+    recorded = recorded_scores(live_db, "loan")
     n = len(live.rows)
     assert recorded == {
         ("champion", live.versions["champion"]): (n, n),

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -32,7 +31,6 @@ from serving.deciders import decider_for
 from serving.feature_process import FeatureProcess
 from serving.registry import ModelWatcher, Registry
 from serving.scorer import ScoringProcess
-from serving.shadow import ShadowConfig, ShadowHarness
 from tests.live_fixtures import (
     SECRET,
     assert_no_personal_data,
@@ -40,9 +38,11 @@ from tests.live_fixtures import (
     live_settings,
     personal_values,
     read_topic,
+    recorded_scores,
     register_version,
     registry_store,
     scratch_dir,
+    shadow_challenger,
     unique_prefix,
 )
 
@@ -191,32 +191,11 @@ def test_feeds_with_csv_become_batch_rows_and_each_row_one_order_decided_as_offl
     assert any(r["order_qty"] > 0 for r in records)
 
     live_db = tmp_path / "live.duckdb"
-    ShadowHarness(
-        ShadowConfig(
-            settings=settings,
-            data_dir=live.data_dir / "store",
-            secret=SECRET,
-            tracking_uri=live.tracking_uri,
-            model_name=MODEL,
-            challengers=("challenger",),
-            live_db=live_db,
-            metrics_interval=1.0,
-            idle_timeout=4.0,
-        )
-    ).run()
+    shadow_challenger(settings, live.data_dir / "store", live.tracking_uri, MODEL, live_db)
     shadowed = [value for _, value in read_topic(settings.topics.shadow_scores)]
     assert all(s["error"] is None for s in shadowed)
     assert_decisions_match(shadowed, live.versions["challenger"], live.spreads["challenger"])
-    con = duckdb.connect(str(live_db), read_only=True)
-    try:
-        recorded = dict(
-            ((role, version), (n, decided))
-            for role, version, n, decided in con.execute(
-                "SELECT role, version, count(*), count(decision) FROM store_live_scores GROUP BY ALL"
-            ).fetchall()
-        )
-    finally:
-        con.close()
+    recorded = recorded_scores(live_db, "store")
     n = len(live.rows)
     assert recorded == {
         ("champion", live.versions["champion"]): (n, n),
