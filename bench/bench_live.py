@@ -286,12 +286,12 @@ class Bench:
             _wait(lambda: reader.count >= warm_payments, 180, "the warm-up decisions")
             if shadows:
                 # Measure with the shadows running, not starting: each has scored the warm-up rows.
-                scores = len(self.versions) - 1
-                _wait(
-                    lambda: _messages(self.bootstrap, settings.topics.shadow_scores) >= scores * warm_payments,
-                    300,
-                    "the shadows to score the warm-up rows",
-                )
+                scores = _ScoreCount(self.bootstrap, settings.topics.shadow_scores)
+                challengers = len(self.versions) - 1
+                try:
+                    _wait(lambda: scores.count() >= challengers * warm_payments, 300, "the shadows' warm-up scores")
+                finally:
+                    scores.close()
             reader.reset()
             produce.publish(self.bootstrap, settings.topics.events, paced, rate=self.args.rate * 2, producer=producer)
             _wait(lambda: reader.count >= payments, 120, "every paced decision")
@@ -422,18 +422,22 @@ class _Reader(threading.Thread):
         self.consumer.close()
 
 
-def _messages(bootstrap: str, topic: str) -> int:
-    """How many messages a topic holds (0 until it exists)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-size"})
-    try:
-        found = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        if found is None or found.error is not None:
-            return 0
-        return sum(
-            hi - lo for lo, hi in (consumer.get_watermark_offsets(TopicPartition(topic, p)) for p in found.partitions)
-        )
-    finally:
-        consumer.close()
+class _ScoreCount:
+    """Counts the score records on a shadow-scores topic (JSON arrays of them) as they arrive."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-scores-{uuid.uuid4().hex}"})
+        self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        self.records = 0
+
+    def count(self) -> int:
+        for msg in self.consumer.consume(1000, timeout=0.5):
+            if msg.error() is None:
+                self.records += len(msgspec.json.decode(msg.value()))
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def _produce(bootstrap: str, topic: str, messages: Any) -> None:

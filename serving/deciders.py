@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +28,8 @@ from features.loan.pricing import PricingPolicy, quote_row
 from features.store.policy import MARKDOWN_DEPTHS, Spread, decide, markdown_scenario
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from serving.registry import LoadedModel
 
 log = logging.getLogger("samestream.deciders")
@@ -58,6 +60,13 @@ class Decider(Protocol):
 
     def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
         """The decision fields of one checked row; `values` are its `model.row_features`, in order."""
+        ...
+
+    def decide_batch(
+        self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
+    ) -> list[dict[str, Any]]:
+        """`decide` for many checked rows at once (`values`: one row of inputs per row), for
+        scorers that may wait for a batch (challengers): one model call where the decision allows."""
         ...
 
     def describe(self, model: LoadedModel) -> str:
@@ -117,6 +126,12 @@ class FraudDecider:
         score = model.predict_one(values)
         return {"score": score, "decision": model.policy.decide(score)}
 
+    def decide_batch(
+        self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
+    ) -> list[dict[str, Any]]:
+        decide = model.policy.decide
+        return [{"score": score, "decision": decide(score)} for score in model.predict_many(values).tolist()]
+
     def describe(self, model: LoadedModel) -> str:
         return f"review >= {model.policy.review:g}, block >= {model.policy.block:g}"
 
@@ -147,6 +162,11 @@ class LoanDecider:
     def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
         quote = quote_row(row, model.predict_many, model.policy, model.row_features)
         return {"rate": quote.rate, "p_accept": quote.p_accept, "expected_value": quote.expected_value}
+
+    def decide_batch(
+        self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
+    ) -> list[dict[str, Any]]:
+        return one_by_one(self, model, rows, values)
 
     def describe(self, model: LoadedModel) -> str:
         p: PricingPolicy = model.policy
@@ -218,6 +238,11 @@ class StoreDecider:
             "expected_margin": decision.expected_margin,
         }
 
+    def decide_batch(
+        self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
+    ) -> list[dict[str, Any]]:
+        return one_by_one(self, model, rows, values)
+
     def describe(self, model: LoadedModel) -> str:
         depths = "/".join(f"{d:.0%}" for d in MARKDOWN_DEPTHS if d > 0)
         return f"demand spread of {len(model.policy.quantiles)} quantiles, markdowns of {depths} for expiring stock"
@@ -232,6 +257,13 @@ DECIDERS: dict[str, type[FraudDecider] | type[LoanDecider] | type[StoreDecider]]
     "loan": LoanDecider,
     "store": StoreDecider,
 }
+
+
+def one_by_one(
+    decider: Decider, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
+) -> list[dict[str, Any]]:
+    """`decide_batch` for deciders whose one row is already one model call over many inputs."""
+    return [decider.decide(model, row, inputs) for row, inputs in zip(rows, values.tolist(), strict=True)]
 
 
 def decider_for(use_case: str) -> Decider:

@@ -8,8 +8,8 @@ consumed offsets commit in one Kafka transaction: a scorer killed at any moment 
 leaves exactly one committed decision per row. A row that cannot be decided (missing or
 non-numeric inputs, or a model error) becomes a dead letter and the stream goes on.
 
-The same class scores for the shadow harness: a challenger writes score records to
-`<use case>-shadow-scores` and records a model error in the score record instead.
+`read_row` and `decision_record` are shared with the shadow harness's challengers
+(`serving.challenger`), so a challenger checks rows and writes records as the champion does.
 """
 
 from __future__ import annotations
@@ -26,13 +26,69 @@ from quixstreams import Application, message_context
 from quixstreams.models.serializers.json import JSONSerializer
 
 from features.featureset import FeatureSet
+from serving.deciders import Decider
 from serving.records import Item, dead_letter, dead_letter_key, encode_body
-from serving.registry import ModelWatcher
-from serving.settings import Guarantee, LiveSettings, OffsetReset
+from serving.registry import LoadedModel, ModelWatcher
+from serving.settings import LiveSettings, OffsetReset
 from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.scorer")
 _decode = msgspec.json.Decoder(dict).decode
+
+
+class Unscorable(ValueError):
+    """A feature row the model cannot be asked about: why, and what to keep of it."""
+
+    def __init__(self, reason: str, payload: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.payload = payload
+
+
+def read_row(value: bytes, model: LoadedModel, decider: Decider, row_id: str) -> tuple[dict[str, Any], list[float]]:
+    """A feature row and its model inputs, in `model.row_features` order.
+
+    Raises Unscorable if the row is not JSON, lacks an input or the row id, or has a
+    non-numeric input: a schema violation, never a model error.
+    """
+    try:
+        row = _decode(value)
+        values = [row[name] for name in model.row_features]
+        extra = [row[name] for name in decider.row_columns]
+        ident = row[row_id]
+    except msgspec.DecodeError as exc:
+        raise Unscorable(f"schema violation: feature row is not JSON: {exc}", value) from None
+    except (KeyError, TypeError) as exc:
+        raise Unscorable(f"schema violation: feature row lacks {exc}", value) from None
+    if not isinstance(ident, str | int):
+        raise Unscorable(f"schema violation: {row_id} is {type(ident).__name__}, not a string", row)
+    if not all(type(v) in (float, int) for v in values + extra):
+        names = (*model.row_features, *decider.row_columns)
+        bad = [n for n, v in zip(names, values + extra, strict=True) if type(v) not in (float, int)]
+        raise Unscorable(f"schema violation: non-numeric features {bad[:5]}", row)
+    return row, values
+
+
+def decision_record(
+    row_id: str,
+    row: dict[str, Any],
+    decided: dict[str, Any],
+    model: LoadedModel,
+    timestamp: int,
+    model_ms: float | None,
+) -> dict[str, Any]:
+    """The record of one decided row (`serving.records`); `timestamp` is the row's publication."""
+    decided_at = time.time() * 1000.0
+    return {
+        row_id: str(row[row_id]),
+        **decided,
+        "model": model.name,
+        "version": model.version,
+        "alias": model.ref,
+        "latency_ms": round(decided_at - timestamp, 3),
+        "model_ms": None if model_ms is None else round(model_ms, 4),
+        "decided_at": int(decided_at),
+    }
 
 
 @dataclass
@@ -53,7 +109,7 @@ class ScoreCounts:
 
 
 class ScoringProcess:
-    """Scores every feature row with `watcher.current`.
+    """Scores every feature row with `watcher.current`, one at a time, as it arrives.
 
     Parameters
     ----------
@@ -63,10 +119,6 @@ class ScoringProcess:
         Broker, guarantee, prefix.
     watcher:
         Holds the model, loaded for the use case's decider; `start()` it first.
-    challenger:
-        False: the champion, decisions to `<use case>-decisions`, unscorable rows to dead letters.
-        True: a shadow, score records (with `error`) to `<use case>-shadow-scores`, at-least-once;
-        unscorable rows are skipped (the champion dead-letters them).
     role:
         Names the consumer group (`<prefix><use case>-<role>`).
     """
@@ -77,7 +129,6 @@ class ScoringProcess:
         settings: LiveSettings,
         watcher: ModelWatcher,
         *,
-        challenger: bool = False,
         role: str = "scorer",
         offset_reset: OffsetReset = "earliest",
         on_message: Callable[[str, int, int], None] | None = None,
@@ -92,7 +143,6 @@ class ScoringProcess:
         self.fs = fs
         self.watcher = watcher
         self.decider = watcher.decider
-        self.challenger = challenger
         self.counts = ScoreCounts()
         self._on_message = on_message
         self._stop_after = 0
@@ -105,26 +155,18 @@ class ScoringProcess:
     def _application(self) -> Application:
         """A new Application with the pipeline wired in: one per (re)start, see `run_supervised`."""
         topics = self.settings.topics
-        challenger = self.challenger
-        guarantee: Guarantee | None = "at-least-once" if challenger else None
         app = self.app = self.settings.application(
-            self.role,
-            guarantee=guarantee,
-            offset_reset=self.offset_reset,
-            on_message_processed=self._processed,
-            background=challenger,
+            self.role, offset_reset=self.offset_reset, on_message_processed=self._processed
         )
         features = app.topic(topics.features, value_deserializer="bytes", key_deserializer="bytes")
         outputs = {
             kind: app.topic(name, key_serializer="str", value_serializer=JSONSerializer(dumps=encode_body))
             for kind, name in (
-                ("decision", topics.shadow_scores if challenger else topics.decisions),
+                ("decision", topics.decisions),
                 ("dead", topics.deadletters),
             )
         }
         sdf = app.dataframe(features).apply(self._score, metadata=True)
-        if challenger:
-            sdf = sdf.filter(lambda item: item[0] != "skip")
         sdf.to_topic(lambda item, *_: outputs[item[0]], key=self._key)
         return app
 
@@ -142,56 +184,22 @@ class ScoringProcess:
     def _score(self, value: bytes, key: bytes | None, timestamp: int, headers: Any) -> Item:
         model = self.watcher.current
         assert model is not None
-        decider = self.decider
-        row_id = self.fs.row_id
         try:
-            row = _decode(value)
-            values = [row[name] for name in model.row_features]
-            extra = [row[name] for name in decider.row_columns]
-            ident = row[row_id]
-        except msgspec.DecodeError as exc:
-            return self._dead(f"schema violation: feature row is not JSON: {exc}", value)
-        except (KeyError, TypeError) as exc:
-            return self._dead(f"schema violation: feature row lacks {exc}", value)
-        if not isinstance(ident, str | int):
-            return self._dead(f"schema violation: {row_id} is {type(ident).__name__}, not a string", row)
-        if not all(type(v) in (float, int) for v in values + extra):
-            names = (*model.row_features, *decider.row_columns)
-            bad = [n for n, v in zip(names, values + extra, strict=True) if type(v) not in (float, int)]
-            return self._dead(f"schema violation: non-numeric features {bad[:5]}", row)
-        error = None
+            row, values = read_row(value, model, self.decider, self.fs.row_id)
+        except Unscorable as exc:
+            return self._dead(exc.reason, exc.payload)
         started = time.perf_counter()
         try:
-            decided = decider.decide(model, row, values)
+            decided = self.decider.decide(model, row, values)
         except Exception as exc:  # a failing model must not stop the stream
-            decided, error = dict.fromkeys(decider.fields), f"model error: {type(exc).__name__}: {exc}"
-        model_ms = (time.perf_counter() - started) * 1000.0
-        if error is not None:
             self.counts.errors += 1
-            if not self.challenger:
-                return self._dead(f"{error} ({model.label})", row)
-        else:
-            self.counts.scored[model.version] += 1
-        decided_at = time.time() * 1000.0
-        body: dict[str, Any] = {
-            row_id: str(ident),
-            **decided,
-            "model": model.name,
-            "version": model.version,
-            "alias": model.ref,
-            "latency_ms": round(decided_at - timestamp, 3),
-            "model_ms": round(model_ms, 4),
-            "decided_at": int(decided_at),
-        }
-        if self.challenger:
-            body["error"] = error
-        return ("decision", body)
+            return self._dead(f"model error: {type(exc).__name__}: {exc} ({model.label})", row)
+        model_ms = (time.perf_counter() - started) * 1000.0
+        self.counts.scored[model.version] += 1
+        return ("decision", decision_record(self.fs.row_id, row, decided, model, timestamp, model_ms))
 
     def _dead(self, reason: str, payload: Any) -> Item:
-        """A dead letter for the champion; a challenger skips the row (the champion reports it)."""
         self.counts.dead += 1
-        if self.challenger:
-            return ("skip", {})
         ctx = message_context()
         return dead_letter(self.fs, "scorer", ctx.topic, ctx.partition, ctx.offset, None, reason, payload)
 

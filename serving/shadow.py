@@ -2,7 +2,8 @@
 
 Each challenger runs in its own OS process, on CPU time nothing else wants (`SCHED_IDLE`), as
 its own quixstreams Application in its own consumer group: it reads the feature rows at its own
-pace and writes score records to `<use case>-shadow-scores`. The champion (`samestream serve`)
+pace, scores them in micro-batches (`serving.challenger`) and writes score records to
+`<use case>-shadow-scores`. The champion (`samestream serve`)
 shares nothing with them: a slow challenger only lags in its own group, one that raises records
 the error and goes on, and one whose process dies is restarted with backoff while the others
 carry on.
@@ -32,16 +33,17 @@ from quixstreams import Application
 
 from features.featureset import FeatureSet
 from features.usecases import build_featureset
+from serving.challenger import ChallengerProcess
 from serving.deciders import Decider, decider_for
 from serving.live_metrics import LiveScoreSink, MlflowLiveLog, compute, open_live_db
 from serving.records import Item
 from serving.registry import ModelUnavailable, ModelWatcher, Registry, is_version
-from serving.scorer import ScoringProcess
 from serving.settings import LiveSettings, OffsetReset
 from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.shadow")
 _decode = msgspec.json.Decoder(dict).decode
+_decode_any = msgspec.json.Decoder().decode
 RESTART_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 HEALTHY_AFTER_S = 60.0
 NICENESS = 19
@@ -115,11 +117,8 @@ def run_challenger(config: ShadowConfig, ref: str) -> None:
         decider_for(fs.name),
     )
     watcher.start()
-    process = ScoringProcess(
-        fs, config.settings, watcher, challenger=True, role=role_of(ref), offset_reset=config.offset_reset
-    )
-    counts = process.run(idle_timeout=config.idle_timeout)
-    log.info("challenger %s stopped: %s", ref, counts.summary())
+    process = ChallengerProcess(fs, config.settings, watcher, role=role_of(ref), offset_reset=config.offset_reset)
+    process.run(idle_timeout=config.idle_timeout)
 
 
 def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
@@ -148,12 +147,12 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
             background=True,
         )
         for name, parse in (
-            (topics.decisions, _score_parser(fs.row_id, "champion", decider)),
-            (topics.shadow_scores, _score_parser(fs.row_id, "challenger", decider)),
+            (topics.decisions, _score_parser(fs.row_id, "champion", decider, many=False)),
+            (topics.shadow_scores, _score_parser(fs.row_id, "challenger", decider, many=True)),
             (topics.labels, _label_parser),
         ):
             sdf = app.dataframe(app.topic(name, value_deserializer="bytes", key_deserializer="bytes"))
-            sdf.apply(parse).filter(lambda item: item[0] != "skip").sink(sink)
+            sdf.apply(parse, expand=True).sink(sink)
         apps.append(app)
         return app
 
@@ -201,38 +200,43 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
         con.close()
 
 
-def _score_parser(row_id: str, role: str, decider: Decider) -> Callable[[bytes], Item]:
-    def parse(value: bytes) -> Item:
+def _score_parser(row_id: str, role: str, decider: Decider, many: bool) -> Callable[[bytes], list[Item]]:
+    """Items of a decision (one record per message) or of challenger scores (an array of them)."""
+
+    def item(body: dict[str, Any]) -> Item:
+        score, decision = decider.summary(body)
+        return (
+            "score",
+            {
+                "id": str(body[row_id]),
+                "model": body["model"],
+                "version": str(body["version"]),
+                "alias": body.get("alias"),
+                "role": role,
+                "score": score,
+                "decision": decision,
+                "latency_ms": body.get("latency_ms"),
+                "model_ms": body.get("model_ms"),
+                "decided_at": body.get("decided_at"),
+                "error": body.get("error"),
+            },
+        )
+
+    def parse(value: bytes) -> list[Item]:
         try:
-            body = _decode(value)
-            score, decision = decider.summary(body)
-            return (
-                "score",
-                {
-                    "id": str(body[row_id]),
-                    "model": body["model"],
-                    "version": str(body["version"]),
-                    "alias": body.get("alias"),
-                    "role": role,
-                    "score": score,
-                    "decision": decision,
-                    "latency_ms": body.get("latency_ms"),
-                    "model_ms": body.get("model_ms"),
-                    "decided_at": body.get("decided_at"),
-                    "error": body.get("error"),
-                },
-            )
-        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
-            return ("skip", {})
+            decoded = _decode_any(value)
+            return [item(body) for body in (decoded if many else [decoded])]
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return []
 
     return parse
 
 
-def _label_parser(value: bytes) -> Item:
+def _label_parser(value: bytes) -> list[Item]:
     try:
-        return ("label", _decode(value))
+        return [("label", _decode(value))]
     except msgspec.DecodeError:
-        return ("skip", {})
+        return []
 
 
 def _every(interval: float, stop: threading.Event, task: Callable[[], None]) -> None:

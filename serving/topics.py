@@ -13,7 +13,8 @@ Messages are plain JSON (UTF-8), readable with any Kafka client (kcat, kafka-con
 - `<use case>-labels`: key = row id; value = one label row (fraud: payment_id, is_fraud, known_at).
 - `<use case>-decisions`: key = row id; value = a decision record (see `serving.records`): a fraud
   verdict, a loan offer (the rate), a store order (quantity and markdown).
-- `<use case>-shadow-scores`: key = row id; value = a challenger's score record.
+- `<use case>-shadow-scores`: key = model and version; value = a JSON array of a challenger's
+  score records.
 - `<use case>-deadletters`: key = `<topic>:<partition>:<offset>` of the rejected message; value =
   reason, masked payload and where the original is.
 """

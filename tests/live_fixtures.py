@@ -41,6 +41,7 @@ SECRET = "live-test-secret"
 MODEL = "fraud-detector"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict).decode
+_decode_scores = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 @pytest.fixture(scope="module")
@@ -346,6 +347,11 @@ def read_topic(
         (key.decode() if key is not None else None, _decode(value))
         for key, value in read_raw(topic, committed_only, timeout_s)
     ]
+
+
+def read_scores(topic: str) -> list[dict[str, Any]]:
+    """Every challenger score record on a shadow-scores topic (each message is an array of them)."""
+    return [record for _, value in read_raw(topic) for record in _decode_scores(value)]
 
 
 def read_raw(topic: str, committed_only: bool = True, timeout_s: float = 30.0) -> list[tuple[bytes | None, bytes]]:

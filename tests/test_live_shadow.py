@@ -22,6 +22,7 @@ from tests.live_fixtures import (
     model_store,
     produce,
     produce_rows,
+    read_scores,
     read_topic,
     simulation,
     unique_prefix,
@@ -82,10 +83,16 @@ def test_raising_and_sleeping_challengers_do_not_change_champion_decisions(tmp_p
     try:
         produce_rows(f"{shadowed}fraud-features", rows[:1])
         scores_topic = f"{shadowed}fraud-shadow-scores"
-        wait_for(lambda: len(read_topic(scores_topic)) >= 2, 90, "both challengers scoring")
+        wait_for(lambda: len(read_scores(scores_topic)) >= 2, 90, "both challengers scoring")
         produce_rows(f"{shadowed}fraud-features", rows[1:])
         decisions_shadowed, _ = _champion_run(shadowed, rows)
-        shadow_scores = [v for _, v in read_topic(scores_topic)]
+        raiser = store.versions["raiser"]
+        wait_for(
+            lambda: sum(s["version"] == raiser for s in read_scores(scores_topic)) >= len(rows),
+            90,
+            "the raiser's every row",
+        )
+        shadow_scores = read_scores(scores_topic)
     finally:
         harness.stop()
         runner.join(60)

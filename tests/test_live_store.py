@@ -37,6 +37,7 @@ from tests.live_fixtures import (
     broker,  # noqa: F401 - a fixture, used by name
     live_settings,
     personal_values,
+    read_scores,
     read_topic,
     recorded_scores,
     register_version,
@@ -192,7 +193,7 @@ def test_feeds_with_csv_become_batch_rows_and_each_row_one_order_decided_as_offl
 
     live_db = tmp_path / "live.duckdb"
     shadow_challenger(settings, live.data_dir / "store", live.tracking_uri, MODEL, live_db)
-    shadowed = [value for _, value in read_topic(settings.topics.shadow_scores)]
+    shadowed = read_scores(settings.topics.shadow_scores)
     assert all(s["error"] is None for s in shadowed)
     assert_decisions_match(shadowed, live.versions["challenger"], live.spreads["challenger"])
     recorded = recorded_scores(live_db, "store")
