@@ -1,43 +1,43 @@
 """A challenger of the shadow harness: the feature stream scored in micro-batches, off the decision path.
 
-A challenger only has to keep up with the stream, not answer each row at once. So it reads
-rows as they arrive but scores them at each checkpoint of its quixstreams Application (every
-few seconds), one model call per batch where the use case's decider allows it
-(`Decider.decide_batch`): a tree ensemble that costs half a millisecond a row one at a time
-costs a small fraction of that in bulk. On a machine the champion shares, the CPU challengers
-leave idle is what keeps the champion's tail latency (BENCHMARKS.md).
+A challenger only has to keep up with the stream, not answer each row at once. So it reads what
+has arrived in batches (`serving.batched`) and scores each second's rows in one model call
+where the use case's decider allows it (`Decider.decide_batch`): a tree ensemble that costs
+half a millisecond a row one at a time costs a small fraction of that in bulk. On a machine the
+champion shares, the CPU challengers leave idle is what keeps the champion's tail latency
+(BENCHMARKS.md).
 
 Records are the champion's (`serving.scorer.decision_record`) plus `error`, written to
 `<use case>-shadow-scores` as JSON arrays of up to `RECORDS_PER_MESSAGE` (one message per
 record would cost the shared broker and the collector a thousand messages a second per
-challenger) and flushed before the checkpoint commits the batch's offsets: at-least-once, and
-the collector keys them by (row, model, version). `latency_ms` runs from the
-row's publication to its score, the wait for the batch included. `model_ms`, the figure to put
-beside the champion's, is timed the champion's way, one row alone, on up to `TIMED_ROWS` rows
-of each batch; the other records carry null. A model that fails on the batch is asked row by
-row, so each failing row gets its error and the others their scores.
+challenger) and delivered before the batch's offsets are committed: at-least-once, and the
+collector keys them by (row, model, version). `latency_ms` runs from the row's publication to
+its score, the wait for the batch included. `model_ms`, the figure to put beside the
+champion's, is timed the champion's way, one row alone, on up to `TIMED_ROWS` rows of each
+batch; the other records carry null. A model that fails on the batch is asked row by row, so
+each failing row gets its error and the others their scores.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
-from quixstreams import Application
-from quixstreams.sinks import BatchingSink, SinkBatch
 
 from features.featureset import FeatureSet
+from serving import produce
+from serving.batched import BatchConsumer
 from serving.registry import LoadedModel, ModelWatcher
 from serving.scorer import ScoreCounts, Unscorable, decision_record, read_row
 from serving.settings import BACKGROUND_BATCH_MS, LiveSettings, OffsetReset
-from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.challenger")
+BATCH_S = 1.0
+"""How long a batch gathers rows: a second's rows cost one model call, and wait a second for it."""
 TIMED_ROWS = 8
 """Rows per batch also scored one at a time, for a per-row `model_ms` comparable with the champion's."""
 RECORDS_PER_MESSAGE = 500
@@ -69,72 +69,55 @@ class ChallengerProcess:
         *,
         role: str,
         offset_reset: OffsetReset = "earliest",
-        on_message: Callable[[str, int, int], None] | None = None,
     ) -> None:
         if watcher.current is None:
             raise ValueError("start the ModelWatcher before building a ChallengerProcess")
         self.fs = fs
-        self.settings = settings
         self.watcher = watcher
+        self.decider = watcher.decider
         self.role = role
         self.offset_reset: OffsetReset = offset_reset
+        self.settings = settings
+        self.topic = settings.topics.shadow_scores
         self.counts = ScoreCounts()
-        self._on_message = on_message
-        self.app = self._application()
-
-    def _application(self) -> Application:
-        """A new Application and sink: one per (re)start, see `run_supervised`."""
-        topics = self.settings.topics
-        app = self.app = self.settings.application(
-            self.role,
-            guarantee="at-least-once",
-            offset_reset=self.offset_reset,
-            on_message_processed=self._on_message,
-            background=True,
-        )
-        features = app.topic(topics.features, value_deserializer="bytes", key_deserializer="bytes")
-        app.topic(topics.shadow_scores)  # declared, so the Application creates it where brokers do not
-        app.dataframe(features).sink(BatchScorer(self.fs, self.settings, self.watcher, self.counts))
-        return app
+        self.producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": BACKGROUND_BATCH_MS})
+        self._failed: list[KafkaError] = []
 
     def run(self, idle_timeout: float = 0.0) -> ScoreCounts:
         """Score until stopped (SIGINT/SIGTERM) or, if `idle_timeout` > 0, until idle that long."""
+        consumer = BatchConsumer(
+            self.settings,
+            self.role,
+            [self.settings.topics.features],
+            self.score,
+            offset_reset=self.offset_reset,
+            every_s=BATCH_S,
+            idle_timeout=idle_timeout,
+        )
+        produce.ensure_topic(self.settings.bootstrap, self.topic, 1)
         try:
-            run_supervised(self._application, idle_timeout, self.role)
+            consumer.run()
         finally:
             self.watcher.stop()
         log.info("challenger %s stopped: %s", self.role, self.counts.summary())
         return self.counts
 
-
-class BatchScorer(BatchingSink):
-    """At each checkpoint: check the batch's rows, decide them, send one score record per row."""
-
-    def __init__(self, fs: FeatureSet, settings: LiveSettings, watcher: ModelWatcher, counts: ScoreCounts) -> None:
-        super().__init__()
-        self.fs = fs
-        self.watcher = watcher
-        self.decider = watcher.decider
-        self.counts = counts
-        self.topic = settings.topics.shadow_scores
-        self.producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": BACKGROUND_BATCH_MS})
-        self._failed: list[KafkaError] = []
-
-    def write(self, batch: SinkBatch) -> None:
+    def score(self, messages: list[Message]) -> None:
+        """Check the batch's rows, decide them, send their score records and wait for delivery."""
         model = self.watcher.current
         assert model is not None
         rows: list[dict[str, Any]] = []
         inputs: list[list[float]] = []
         stamps: list[int] = []
-        for item in batch:
+        for message in messages:
             try:
-                row, values = read_row(item.value, model, self.decider, self.fs.row_id)
+                row, values = read_row(message.value(), model, self.decider, self.fs.row_id)
             except Unscorable:
                 self.counts.dead += 1  # the champion dead-letters the same row
                 continue
             rows.append(row)
             inputs.append(values)
-            stamps.append(item.timestamp)
+            stamps.append(message.timestamp()[1])
         if not rows:
             return
         values = np.asarray(inputs, dtype=np.float64)

@@ -22,10 +22,10 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from quixstreams.sinks import BatchingSink, SinkBatch
 
 from features.featureset import FeatureSet
 from serving.duckdb_sink import ARROW_TYPES, ensure_tables, table_names
+from serving.records import Item
 
 log = logging.getLogger("samestream.shadow")
 
@@ -65,19 +65,17 @@ def open_live_db(path: str | Path, fs: FeatureSet) -> duckdb.DuckDBPyConnection:
     return con
 
 
-class LiveScoreSink(BatchingSink):
-    """Writes `score` and `label` items into the live DuckDB tables at each checkpoint."""
+class LiveScoreWriter:
+    """Writes `score` and `label` items into the live DuckDB tables, one insert per table and batch."""
 
     def __init__(self, fs: FeatureSet, con: duckdb.DuckDBPyConnection) -> None:
-        super().__init__()
         self.fs = fs
         self.con = con
 
-    def write(self, batch: SinkBatch) -> None:
+    def write(self, items: list[Item]) -> None:
         scores: list[dict[str, Any]] = []
         labels: list[dict[str, Any]] = []
-        for item in batch:
-            kind, body = item.value
+        for kind, body in items:
             (scores if kind == "score" else labels).append(body)
         if scores:
             self._insert(scores_table(self.fs.name), SCORE_COLUMNS, scores)

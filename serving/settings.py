@@ -30,7 +30,7 @@ At-least-once outputs are visible at once; the interval only bounds what a crash
 
 OffsetReset = Literal["earliest", "latest"]
 BACKGROUND_BATCH_MS = 200
-"""How long a background role lets records gather before it fetches or sends them."""
+"""How long the shadow harness's processes let records gather before they fetch or send them."""
 SESSION_TIMEOUT_MS = 15_000
 """How long a replica that vanished without restarting keeps its partitions (librdkafka: 45 s)."""
 
@@ -92,38 +92,23 @@ class LiveSettings:
         self,
         role: str,
         *,
-        guarantee: Guarantee | None = None,
         offset_reset: OffsetReset = "earliest",
         on_message_processed: Callable[[str, int, int], None] | None = None,
         loglevel: str = "WARNING",
-        background: bool = False,
     ) -> Application:
-        """A quixstreams Application for one process role, in consumer group `<prefix><use case>-<role>`.
-
-        `guarantee` overrides the setting for roles whose outputs are idempotent anyway (shadow
-        scores land in DuckDB by primary key), where transactions would only add latency.
-        `background` is for roles off the decision path (shadows): they fetch and produce in
-        large, infrequent batches, so they cost the shared broker few requests.
-        """
+        """A quixstreams Application for one process role, in consumer group `<prefix><use case>-<role>`."""
         interval = self.effective_commit_interval
-        if guarantee is not None and guarantee != self.guarantee:
-            interval = DEFAULT_COMMIT_INTERVAL_S[guarantee]
-        guarantee = guarantee or self.guarantee
         group = self.topics.group(role)
         member = f"{group}-{self.instance}"
-        producer_config: dict[str, str | int] = {"linger.ms": 1 if guarantee == "at-least-once" else 5}
-        if guarantee == "exactly-once":
+        producer_config: dict[str, str | int] = {"linger.ms": 1 if self.guarantee == "at-least-once" else 5}
+        if self.guarantee == "exactly-once":
             producer_config["transactional.id"] = member
         consumer_config: dict[str, str | int] = {"client.id": member, "session.timeout.ms": SESSION_TIMEOUT_MS}
-        if background:
-            producer_config["linger.ms"] = BACKGROUND_BATCH_MS
-            consumer_config |= {"fetch.min.bytes": 256 * 1024, "fetch.wait.max.ms": BACKGROUND_BATCH_MS}
-            interval = max(interval, 5.0)
         return Application(
             broker_address=self.bootstrap,
             consumer_group=group,
             auto_offset_reset=offset_reset,
-            processing_guarantee=guarantee,
+            processing_guarantee=self.guarantee,
             commit_interval=interval,
             # The loop checks for an expired commit only between polls: an idle input must not
             # hold a finished transaction (and the decisions in it) back for a whole poll.

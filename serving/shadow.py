@@ -1,15 +1,14 @@
 """Shadow scoring: any number of challengers score the live feature stream beside the champion.
 
-Each challenger runs in its own OS process, on CPU time nothing else wants (`SCHED_IDLE`), as
-its own quixstreams Application in its own consumer group: it reads the feature rows at its own
-pace, scores them in micro-batches (`serving.challenger`) and writes score records to
-`<use case>-shadow-scores`. The champion (`samestream serve`)
-shares nothing with them: a slow challenger only lags in its own group, one that raises records
-the error and goes on, and one whose process dies is restarted with backoff while the others
-carry on.
+Each challenger runs in its own OS process, on CPU time nothing else wants (`SCHED_IDLE`), in
+its own consumer group: it reads the feature rows at its own pace in batches
+(`serving.batched`), scores each batch at once (`serving.challenger`) and writes score records
+to `<use case>-shadow-scores`. The champion (`samestream serve`) shares nothing with them: a
+slow challenger only lags in its own group, one that raises records the error and goes on, and
+one whose process dies is restarted with backoff while the others carry on.
 
-A collector process reads the champion's decisions, the challengers' scores and the labels into
-DuckDB (`serving.live_metrics`) and logs live metrics per model to MLflow every
+A collector process reads the champion's decisions, the challengers' scores and the labels, in
+batches too, into DuckDB (`serving.live_metrics`) and logs live metrics per model to MLflow every
 `metrics_interval` seconds, and once more when it stops. Every use case's records are kept
 (a loan offer as its P(accept) and rate, a store order as its forecast and order); ranking
 metrics are computed only where a label judges the score (fraud, `Decider.ranked`).
@@ -29,23 +28,25 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from quixstreams import Application
+from confluent_kafka import Message
 
 from features.featureset import FeatureSet
 from features.usecases import build_featureset
+from serving.batched import BatchConsumer
 from serving.challenger import ChallengerProcess
 from serving.deciders import Decider, decider_for
-from serving.live_metrics import LiveScoreSink, MlflowLiveLog, compute, open_live_db
+from serving.live_metrics import LiveScoreWriter, MlflowLiveLog, compute, open_live_db
 from serving.records import Item
 from serving.registry import ModelUnavailable, ModelWatcher, Registry, is_version
 from serving.settings import LiveSettings, OffsetReset
-from serving.supervise import run_supervised
 
 log = logging.getLogger("samestream.shadow")
 _decode = msgspec.json.Decoder(dict).decode
 _decode_any = msgspec.json.Decoder().decode
 RESTART_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 HEALTHY_AFTER_S = 60.0
+COLLECT_EVERY_S = 5.0
+"""How long the collector gathers records before one DuckDB insert per table."""
 NICENESS = 19
 PRELOAD = ("serving.shadow", "mlflow.pyfunc", "sklearn.pipeline", "sklearn.linear_model")
 
@@ -131,30 +132,17 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
     _child_logging()
     fs = config.featureset()
     decider = decider_for(fs.name)
-    settings = config.settings
-    topics = settings.topics
+    topics = config.settings.topics
     con = open_live_db(config.live_db, fs)
-    sink = LiveScoreSink(fs, con)
-    last_input = [time.monotonic()]
-    apps: list[Application] = []
+    writer = LiveScoreWriter(fs, con)
+    parsers = {
+        topics.decisions: _score_parser(fs.row_id, "champion", decider, many=False),
+        topics.shadow_scores: _score_parser(fs.row_id, "challenger", decider, many=True),
+        topics.labels: _label_parser,
+    }
 
-    def application() -> Application:
-        app = settings.application(
-            "shadow-collector",
-            guarantee="at-least-once",
-            offset_reset=config.offset_reset,
-            on_message_processed=lambda *_: last_input.__setitem__(0, time.monotonic()),
-            background=True,
-        )
-        for name, parse in (
-            (topics.decisions, _score_parser(fs.row_id, "champion", decider, many=False)),
-            (topics.shadow_scores, _score_parser(fs.row_id, "challenger", decider, many=True)),
-            (topics.labels, _label_parser),
-        ):
-            sdf = app.dataframe(app.topic(name, value_deserializer="bytes", key_deserializer="bytes"))
-            sdf.apply(parse, expand=True).sink(sink)
-        apps.append(app)
-        return app
+    def collect(messages: list[Message]) -> None:
+        writer.write([item for m in messages for item in parsers[m.topic()](m.value())])
 
     mlflow_log = MlflowLiveLog(config.tracking_uri, fs.name, topics.features, config.top_k)
     reader = con.cursor()
@@ -178,22 +166,24 @@ def run_collector(config: ShadowConfig, challengers_done: Any) -> None:
                 _fmt(m.agreement),
             )
 
-    def stop_when_drained() -> None:
-        if challengers_done.is_set() and time.monotonic() - last_input[0] >= config.idle_timeout:
-            apps[-1].stop()
-
+    consumer = BatchConsumer(
+        config.settings,
+        "shadow-collector",
+        list(parsers),
+        collect,
+        offset_reset=config.offset_reset,
+        every_s=COLLECT_EVERY_S,
+        idle_timeout=config.idle_timeout,
+        may_stop=challengers_done.is_set,
+    )
     stop = threading.Event()
-    tickers = [threading.Thread(target=_every, args=(config.metrics_interval, stop, report), daemon=True)]
-    if config.idle_timeout > 0:
-        tickers.append(threading.Thread(target=_every, args=(0.5, stop, stop_when_drained), daemon=True))
-    for ticker in tickers:
-        ticker.start()
+    ticker = threading.Thread(target=_every, args=(config.metrics_interval, stop, report), daemon=True)
+    ticker.start()
     try:
-        run_supervised(application, 0.0, "shadow-collector")
+        consumer.run()
     finally:
         stop.set()
-        for ticker in tickers:
-            ticker.join()
+        ticker.join()
         report()
         mlflow_log.close()
         reader.close()
