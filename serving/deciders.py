@@ -10,6 +10,10 @@ when the version is loaded, so a version without a usable one is never swapped i
 a checked row into the fields of a decision record. The policies and decision functions are the
 pure ones in `features/` that training evaluates with, so a live decision equals the offline one
 for the same row and model version.
+
+Challengers (`serving.challenger`) decide a batch of rows at once with `decide_batch`: fraud
+asks its model about the whole batch in one call; loan and store already ask one call per row
+(the grid, the depths) and decide row by row.
 """
 
 from __future__ import annotations

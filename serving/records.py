@@ -35,7 +35,10 @@ price, 0.0 for none), with the forecast at the scheduled price and what the deci
 `latency_ms` runs from the moment the event was published (its Kafka timestamp, which the
 feature row and the decision inherit) to the decision; `model_ms` is the model call and the
 decision alone. A challenger's score record (`<use case>-shadow-scores`) has the same fields
-plus `error` (null, or why the model failed, with the decision fields null).
+plus `error` (null, or why the model failed, with the decision fields null); a challenger scores
+in batches, so its `latency_ms` includes the wait for the batch and only a sample of its records,
+each timed alone, carries a `model_ms` (`serving.challenger`). That topic carries them as JSON
+arrays, up to 500 records of one model version per message.
 
 Dead letter (`<use case>-deadletters`)::
 
