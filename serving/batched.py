@@ -88,9 +88,16 @@ class BatchConsumer:
 
     def run(self) -> None:
         """Read, handle and commit until stopped (SIGTERM/SIGINT, `stop()`) or idle."""
+        handlers = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+            handlers = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._consume()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _consume(self) -> None:
         for topic in self.topics:
             produce.ensure_topic(self.settings.bootstrap, topic, 1)
         consumer = Consumer(self._config)

@@ -176,12 +176,13 @@ class ChallengerProcess:
             self._failed.append(error)
 
     def _confirm(self) -> None:
-        """Every record delivered, or the checkpoint fails and the batch is read again."""
+        """Every message delivered, or the process ends before the batch's offsets are committed:
+        the harness restarts it and the batch is read and scored again."""
         left = self.producer.flush(FLUSH_TIMEOUT_S)
         failed, self._failed = self._failed, []
         if left or failed:
             raise RuntimeError(
-                f"{left} score records undelivered after {FLUSH_TIMEOUT_S:.0f} s, {len(failed)} failed"
+                f"{left} messages to {self.topic} undelivered after {FLUSH_TIMEOUT_S:.0f} s, {len(failed)} failed"
                 + (f" (first: {failed[0]})" if failed else "")
-                + f"; the batch will be scored again from {self.topic}'s input"
+                + "; the batch will be scored again"
             )
