@@ -7,7 +7,8 @@ throw-away MLflow store, then measures, each on fresh topics:
 1. produce -> decision latency through the feature process and the scorer (separate processes)
    with events paced at `--rate` payments/s: at-least-once alone, at-least-once with three
    shadow challengers running, and exactly-once per commit interval (read_committed reader);
-2. feature-process throughput against a pass-through quixstreams app on the same events topic;
+2. feature-process throughput against a pass-through quixstreams app on the same events topic,
+   and the ceiling that the feature code alone (timed in the batch driver) leaves it;
 3. scorer throughput on a filled feature topic (champion only), per model family and guarantee.
 
 Latency comes first, after one unrecorded warm-up run: a cold broker JVM and a broker busy
@@ -37,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,12 @@ import msgspec
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from quixstreams import Application
+from quixstreams import Application, State
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from features.featureset import LocalRunner
 from serving import produce
 from serving.feature_process import FeatureProcess
 from serving.registry import ModelWatcher, Registry
@@ -173,10 +176,18 @@ class Bench:
                 f"{rates[serializer]:,.0f} events/s",
                 "reference",
             )
+        floor = self.topology_floor(events, f"{prefix}floor", n)
+        self.record(
+            "feature process shape, no feature code",
+            "two keyed stateful steps and a re-key, at-least-once",
+            f"{floor:,.0f} events/s = {floor / rates['json']:.2f} x pass-through (json)",
+            "reference",
+        )
+        self.feature_code_ceiling(rates)
         for guarantee in ("at-least-once", "exactly-once"):
             timed = _Timed()
             process = FeatureProcess(
-                self.fs, self.settings(prefix, guarantee), on_message=timed.tick, role=f"features-{guarantee}"
+                self.featureset(), self.settings(prefix, guarantee), on_message=timed.tick, role=f"features-{guarantee}"
             )
             process.run(idle_timeout=60, max_events=n)
             rate = timed.rate()
@@ -207,11 +218,75 @@ class Bench:
                 target = ">= 5,000/s" if family == "logistic_regression" else "champion family dependent"
                 self.record(f"scorer, champion only ({family})", guarantee, f"{timed.rate():,.0f} payments/s", target)
 
+    def feature_code_ceiling(self, rates: dict[str, float]) -> None:
+        """The feature code alone on the same messages (batch driver: no Kafka, state in dicts),
+        and the most a feature process could reach: the cheapest pass-through's cost plus that
+        code, as if quixstreams' state and the second keyed step cost nothing."""
+        runner = LocalRunner(self.featureset())
+        started = time.perf_counter()
+        for message in self.messages:
+            runner.process(None, message.value)
+        per_event = (time.perf_counter() - started) / len(self.messages)
+        self.record(
+            "feature code alone",
+            "batch driver on the same events: parse, depersonalize, both stages",
+            f"{per_event * 1e6:.1f} µs/event = {1 / per_event:,.0f} events/s",
+            "reference",
+        )
+        ceiling = 1 / (1 / rates["bytes"] + per_event)
+        self.record(
+            "feature process ceiling",
+            "pass-through (bytes) + feature code alone, state and re-key free",
+            f"{ceiling:,.0f} events/s = {ceiling / rates['json']:.2f} x pass-through (json)",
+            "reference: the target needs >= 0.5 x",
+        )
+
     def pass_through(self, source: str, sink: str, serializer: str, n: int) -> float:
+        def wire(app: Application) -> None:
+            sdf = app.dataframe(app.topic(source, value_deserializer=serializer, key_deserializer="bytes"))
+            sdf.to_topic(app.topic(sink, value_serializer=serializer, key_serializer="bytes"))
+
+        return self.quix_rate(source, sink, n, wire)
+
+    def topology_floor(self, source: str, sink: str, n: int) -> float:
+        """The feature process's shape with trivial steps: the events topic's key (the merchant)
+        keys a step that reads its state for every event and writes it for labels; a re-key
+        (a stand-in for the customer pseudonym) feeds a step that reads and writes its state
+        for payments; a small JSON row goes out per event. What quixstreams costs before any
+        feature code runs."""
+
+        def first(event: dict[str, Any], state: State) -> dict[str, Any]:
+            seen = state.get("n", 0)
+            if event["type"] == "label":
+                state.set("n", seen + 1)
+            return event
+
+        def second(event: dict[str, Any], state: State) -> dict[str, Any]:
+            seen = state.get("n", 0)
+            if event["type"] == "payment":
+                state.set("n", seen + 1)
+            return {"payment_id": event["payment_id"], "n": seen}
+
+        def rekey(event: dict[str, Any]) -> str:
+            return str(hash(event.get("customer_id", event["payment_id"])) % 2_000)
+
+        def wire(app: Application) -> None:
+            sdf = app.dataframe(app.topic(source, value_deserializer="json", key_deserializer="bytes"))
+            sdf = sdf.apply(first, stateful=True)
+            sdf = sdf.group_by(rekey, name="floor", key_serializer="str", key_deserializer="str")
+            sdf = sdf.apply(second, stateful=True)
+            sdf.to_topic(app.topic(sink, value_serializer="json", key_serializer="str"), key=lambda r: r["payment_id"])
+
+        return self.quix_rate(source, sink, n, wire)
+
+    def quix_rate(self, source: str, sink: str, n: int, wire: Callable[[Application], None]) -> float:
+        """Events/s of the quixstreams app `wire` builds, over the first `n` messages of `source`."""
         timed = _Timed()
         apps: list[Application] = []
 
-        def tick(*_: Any) -> None:
+        def tick(topic: str, *_: Any) -> None:
+            if topic != source:
+                return
             timed.tick()
             if timed.count >= n:
                 apps[0].stop()
@@ -223,12 +298,11 @@ class Bench:
             processing_guarantee="at-least-once",
             loglevel="WARNING",
             commit_interval=1.0,
-            state_dir=self.tmp / "state",
+            state_dir=self.tmp / "state" / sink,
             on_message_processed=tick,
         )
         apps.append(app)
-        sdf = app.dataframe(app.topic(source, value_deserializer=serializer, key_deserializer="bytes"))
-        sdf.to_topic(app.topic(sink, value_serializer=serializer, key_serializer="bytes"))
+        wire(app)
         app.run(collect=False)
         return timed.rate()
 
@@ -489,7 +563,7 @@ def main() -> None:
         default=[0.05, 0.1, 0.25],
         help="exactly-once commit intervals to try",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="latency runs per setting; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="latency runs per setting; the median is reported")
     parser.add_argument("--skip-shadows", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
