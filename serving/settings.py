@@ -24,8 +24,8 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_COMMIT_INTERVAL_S: dict[Guarantee, float] = {"exactly-once": 0.05, "at-least-once": 1.0}
 """Exactly-once makes an output visible only when its transaction commits, and a decision waits
 for two (feature process, then scorer): at 1,000 payments/s on two cores, 0.05 s gave a median
-p99 to a committed decision of 197 ms over three runs (p50 93 ms), 0.1 s 228 ms (p50 172 ms) and
-0.25 s 533 ms, while 0.02 s spent more time committing than it saved (bench/bench_live.py,
+p99 to a committed decision of 132 ms over five runs (p50 92 ms), 0.1 s 224 ms (p50 165 ms) and
+0.25 s 553 ms, while 0.02 s spent more time committing than it saved (bench/bench_live.py,
 BENCHMARKS.md).
 At-least-once outputs are visible at once; the interval only bounds what a crash replays."""
 
