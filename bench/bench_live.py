@@ -96,7 +96,7 @@ class Bench:
         )
         history = replay.load(fs, [Source("payment", sim.payments), Source("label", sim.labels)])
         labels: dict[str, bool] = {}
-        for outcome in replay.run(fs, history.events):
+        for outcome in replay.run(fs, history):
             self.rows.extend({**r, "featureset_version": fs.version} for r in outcome.rows)
             labels.update({lb["payment_id"]: lb["is_fraud"] for lb in outcome.labels})
         with console.status("fitting and registering candidates"):

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import msgspec
 
 from features.depersonalize import Policy, Redactor, redact_payload
-from features.state import DictStore, State
+from features.state import DictState, DictStore, State
+from features.tables import WATERMARK, DailyTable, Fold, TableNotReady, TableView
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -44,11 +45,37 @@ class InvalidEvent(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """One keyed step: `process(record, state)` sees only the state of `key(record)`."""
+    """One keyed step: `process(record, state)` sees only the state of `key(record)`.
+
+    With an `event_id`, the stage drops a repeat (a record whose id its key has seen within
+    `horizon_ms` of the key's latest event time) before it touches the state: producers retry
+    and Kafka delivers at least once upstream, so a repeat must change nothing. The ids live in
+    the key's own state, so the check costs one state value and is the same in both drivers.
+    """
 
     name: str
     key: Callable[[Record], str]
     process: Callable[[Record, State], list[Record]]
+    event_id: Callable[[Record], str] | None = None
+    horizon_ms: int = 7 * 86_400_000
+
+    def run(self, record: Record, state: State) -> list[Record] | None:
+        """The stage's outputs for `record`, or None if it is a repeat (dropped, state untouched)."""
+        if self.event_id is not None:
+            ident = self.event_id(record)
+            t: int = record["t"]
+            seen: list[list[Any]] = state.get(SEEN) or []
+            if any(entry[1] == ident for entry in seen):
+                return None
+            latest = max(t, max((entry[0] for entry in seen), default=t))
+            seen = [entry for entry in seen if entry[0] > latest - self.horizon_ms]
+            seen.append([t, ident])
+            state.set(SEEN, seen)
+        return self.process(record, state)
+
+
+SEEN = "__seen__"
+"""State key of a stage's recent event ids (`Stage.event_id`); FeatureSet code never uses it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +100,8 @@ class Outcome:
     rows: list[Record] = field(default_factory=list)
     labels: list[Record] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicate: bool = False
+    """The event repeated one already seen (same id, within the horizon) and changed nothing."""
 
     @property
     def dead_letter(self) -> DeadLetter | None:
@@ -106,6 +135,15 @@ class FeatureSet(ABC):
     """Row column that identifies a row and joins it to its label."""
     modules: ClassVar[tuple[ModuleType, ...]] = ()
     """Modules whose source defines this FeatureSet; their hash is its version."""
+    partition_key: ClassVar[str | None] = None
+    """Raw event field that upstream systems key events by (e.g. `customer_id`): the first stage
+    re-keys 1:1 from it to its own key (the pseudonym), so a producer needs no secret and one
+    key's events reach the stage from one partition, in order. None: events are keyed by the
+    first stage's key itself (a store id, which is not personal)."""
+    tables: ClassVar[tuple[DailyTable, ...]] = ()
+    """Tables of other entities' features (`features.tables`), built from a feed of their own."""
+    feed: ClassVar[str] = "feed"
+    """Names the tables' feed: its topic is `<use case>-<feed>`."""
 
     def __init__(self) -> None:
         self.redactor = Redactor()
@@ -187,6 +225,36 @@ class FeatureSet(ABC):
         """Label rows carried by a depersonalized record (none for most kinds)."""
         return []
 
+    def row_time(self, row: Record) -> int:
+        """Event time of a row, in epoch ms: the time tables are read as of."""
+        return int(row["event_time"])
+
+    def attach(self, row: Record, views: Mapping[str, TableView]) -> Record:
+        """Add the features read from the tables to a row of the last stage (as of its time).
+
+        Raises `TableNotReady` when a view is not final far enough yet; a batch driver's views
+        are, since it folds the whole feed first.
+        """
+        return row
+
+    @cached_property
+    def feed_kinds(self) -> frozenset[str]:
+        """Event kinds that travel on the tables' feed rather than the events topic."""
+        if not self.tables:
+            return frozenset()
+        return frozenset(kind for table in self.tables for kind in table.kinds) | {WATERMARK}
+
+    @cached_property
+    def stream_kinds(self) -> frozenset[str]:
+        """Event kinds that travel on the events topic, through the keyed stages."""
+        return frozenset(self.schemas) - self.feed_kinds
+
+    def message_key(self, event: msgspec.Struct) -> str:
+        """The Kafka key of an event on the events topic: what upstream systems key it by."""
+        if self.partition_key is not None:
+            return str(getattr(event, self.partition_key))
+        return self.stages[0].key(self.depersonalize(event))
+
     @cached_property
     def personal_fields(self) -> frozenset[str]:
         """Fields whose raw value must never leave the process (all but the kept ones)."""
@@ -224,26 +292,32 @@ def _core_modules() -> tuple[ModuleType, ...]:
     import features.depersonalize
     import features.featureset
     import features.geo
+    import features.tables
     import features.windows
 
-    return (features.depersonalize, features.featureset, features.geo, features.windows)
+    return (features.depersonalize, features.featureset, features.geo, features.tables, features.windows)
 
 
 class LocalRunner:
     """Runs a FeatureSet in this process, one event at a time, with in-memory state.
 
-    The batch driver feeds it history in event-time order; tests feed it single events. Stages
-    run in order, each with the state of its own key, as the stream driver runs them across
-    repartitioned topics.
+    The batch driver feeds it the tables' feed first (`fold`), in feed order, then the other
+    events in event-time order (`run`); tests feed it events one by one. Stages run in order,
+    each with the state of its own key, as the stream driver runs them across repartitioned
+    topics. Events given to `run` in event-time order are also the feed's watermark: a row that
+    needs a table day the feed has not closed yet closes it at the row's time, as everything
+    known before that time has been given.
     """
 
     def __init__(self, featureset: FeatureSet) -> None:
         self.featureset = featureset
         self.stores = {stage.name: DictStore() for stage in featureset.stages}
         self._chain = [(stage, self.stores[stage.name]) for stage in featureset.stages]
+        self.views = {table.name: TableView(table) for table in featureset.tables}
+        self._folds = {table.name: DictState({}) for table in featureset.tables}
 
     def run(self, event: msgspec.Struct, source: str = "inline", position: str = "") -> Outcome:
-        """Process one validated event through every stage.
+        """Process one validated event: a feed event into the tables, any other through every stage.
 
         An event the FeatureSet's own code fails on becomes a dead letter with the same reason
         the stream driver gives it, so a bug costs one event, not the run.
@@ -256,19 +330,54 @@ class LocalRunner:
         except Exception as exc:
             reason = READ_FAILURE.format(error=type(exc).__name__)
             return Outcome(dead_letters=[fs.dead_letter(source, position, kind, reason, msgspec.to_builtins(event))])
-        outcome = Outcome(labels=labels)
+        if kind in fs.feed_kinds:
+            return self._feed(record, labels)
+        outcome = Outcome()
         records = [record]
-        for stage, store in self._chain:
+        for i, (stage, store) in enumerate(self._chain):
             done: list[Record] = []
             for r in records:
                 try:
-                    done.extend(stage.process(r, store.state(stage.key(r))))
+                    out = stage.run(r, store.state(stage.key(r)))
                 except Exception as exc:
                     reason = stage_failure(stage, exc, fs.redactor)
                     outcome.dead_letters.append(fs.dead_letter(source, position, r.get("kind", kind), reason, r))
+                    continue
+                if out is None:
+                    outcome.duplicate = True
+                    continue
+                done.extend(out)
+            if i == 0 and not outcome.duplicate:
+                outcome.labels = labels
             records = done
-        outcome.rows = records
+        for row in records:
+            try:
+                outcome.rows.append(self._attach(row))
+            except Exception as exc:
+                reason = f"processing error in tables: {type(exc).__name__}: {fs.redactor.redact(str(exc))[0]}"
+                outcome.dead_letters.append(fs.dead_letter(source, position, kind, reason, row))
         return outcome
+
+    def _feed(self, record: Record, labels: list[Record]) -> Outcome:
+        """Fold one feed record into every table it feeds; its label rows unless it is a repeat."""
+        duplicate = False
+        for table in self.featureset.tables:
+            if record["kind"] not in table.kinds and record["kind"] != WATERMARK:
+                continue
+            fold, day = table.fold(record, self._folds[table.name])
+            view = self.views[table.name]
+            if fold in (Fold.COUNTED, Fold.LATE):
+                view.add(table.entity(record), day, table.values(record))
+            duplicate = duplicate or fold is Fold.DUPLICATE
+            view.advance(record["t"])
+        return Outcome(labels=[] if duplicate else labels, duplicate=duplicate)
+
+    def _attach(self, row: Record) -> Record:
+        try:
+            return self.featureset.attach(row, self.views)
+        except TableNotReady:
+            self._feed({"kind": WATERMARK, "t": self.featureset.row_time(row)}, [])
+            return self.featureset.attach(row, self.views)
 
     def process(
         self,

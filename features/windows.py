@@ -5,10 +5,6 @@ sum answer count and sum for every window with two binary searches each, so a 1 
 30 d view costs the same as one. Events arrive in order in the common case (an append); a late
 event is inserted where it belongs, so history is the same whatever order it arrived in. Entries
 older than the longest window are dropped in bulk, keeping each event's cost amortized constant.
-
-`DailyWindows` counts by UTC day instead, for keys with many events (a merchant's labels): its
-state stays one bucket per day however busy the key, and the stream driver serializes a key's
-state on every read and write.
 """
 
 from __future__ import annotations
@@ -64,55 +60,3 @@ class Windows:
             data["base"] = cums[stale - 1]
             del times[:stale]
             del cums[:stale]
-
-
-class DailyWindows:
-    """Count and sum of a value over trailing windows of whole UTC days.
-
-    A window of `n` days at a query time covers the query's day and the `n - 1` days before it,
-    counting what the key has seen so far: both drivers deliver a key's events in event-time
-    order, so nothing later than the query has been added.
-    """
-
-    def __init__(self, windows_days: Sequence[int]) -> None:
-        if not windows_days or any(w <= 0 for w in windows_days):
-            raise ValueError(f"windows must be positive numbers of days, got {windows_days!r}")
-        self.windows_days = tuple(windows_days)
-        self._horizon = max(windows_days)
-
-    def empty(self) -> dict[str, Any]:
-        """The JSON-shaped buckets a key starts with: day numbers, counts and sums, by day."""
-        return {"d": [], "n": [], "s": []}
-
-    def query(self, data: dict[str, Any], at_ms: int) -> list[tuple[int, float]]:
-        """(count, sum) per window over the buckets of days in (day - window, day]."""
-        today = at_ms // DAY_MS
-        days: list[int] = data["d"]
-        out = []
-        for window in self.windows_days:
-            count, total = 0, 0.0
-            for i in range(len(days) - 1, -1, -1):
-                if days[i] > today:
-                    continue
-                if days[i] <= today - window:
-                    break
-                count += data["n"][i]
-                total += data["s"][i]
-            out.append((count, total))
-        return out
-
-    def add(self, data: dict[str, Any], at_ms: int, value: float) -> None:
-        """Count one event of `value` at `at_ms` in its day's bucket (the caller stores it back)."""
-        day = at_ms // DAY_MS
-        days: list[int] = data["d"]
-        pos = bisect_right(days, day)
-        if pos and days[pos - 1] == day:
-            data["n"][pos - 1] += 1
-            data["s"][pos - 1] += value
-        else:
-            days.insert(pos, day)
-            data["n"].insert(pos, 1)
-            data["s"].insert(pos, value)
-        stale = bisect_right(days, days[-1] - self._horizon)
-        if stale:
-            del days[:stale], data["n"][:stale], data["s"][:stale]

@@ -10,6 +10,10 @@ on a machine the champion shares is CPU (and so tail latency) the champion keeps
 At-least-once: offsets are committed only after `handle` returned, and a batch in hand when
 partitions are revoked is handled and committed first. A record handled twice after a crash is
 harmless where it lands (DuckDB keyed by row, model and version).
+
+The poison-message rule: a batch whose handler raises (anything but a Kafka failure) is handled
+again one message at a time, and a message that still raises is handed to `on_poison` and
+committed with the rest, so no offset fails twice and the stream goes on.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class BatchConsumer:
         Seconds a batch gathers messages: fewer, larger batches cost less per message.
     idle_timeout:
         > 0: `run` returns once nothing has arrived for that long and `may_stop()` is true.
+    on_poison:
+        Called with a message `handle` raised on by itself, and the exception; it is skipped.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class BatchConsumer:
         every_s: float = 1.0,
         idle_timeout: float = 0.0,
         may_stop: Callable[[], bool] = lambda: True,
+        on_poison: Callable[[Message, Exception], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = tuple(topics)
@@ -67,6 +74,7 @@ class BatchConsumer:
         self.every_s = every_s
         self.idle_timeout = idle_timeout
         self.may_stop = may_stop
+        self.on_poison = on_poison or _log_poison
         group = settings.topics.group(role)
         self._config = {
             "bootstrap.servers": settings.bootstrap,
@@ -135,11 +143,31 @@ class BatchConsumer:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        self.handle(batch)
+        try:
+            self.handle(batch)
+        except KafkaException:
+            raise
+        except Exception as exc:
+            log.warning(
+                "a batch of %d failed (%s: %s); handling it message by message", len(batch), type(exc).__name__, exc
+            )
+            for message in batch:
+                try:
+                    self.handle([message])
+                except KafkaException:
+                    raise
+                except Exception as exc:
+                    self.on_poison(message, exc)
         offsets: dict[tuple[str, int], int] = {}
         for message in batch:
             offsets[(message.topic(), message.partition())] = message.offset() + 1
         consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+
+
+def _log_poison(message: Message, exc: Exception) -> None:
+    log.error(
+        "skipping %s:%d:%d, which the handler fails on: %s", message.topic(), message.partition(), message.offset(), exc
+    )
 
 
 def _check(error: KafkaError) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -208,19 +209,23 @@ def produce(
         ),
     ] = None,
     data_dir: DataDir = DEFAULT_DATA,
-    secret: Secret = DEV_SECRET,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     prefix: Prefix = "",
     speed: Annotated[
         float, typer.Option(help="Replay at the events' own pace, this many times faster (0: as fast as possible).")
     ] = 0.0,
     rate: Annotated[float, typer.Option(help="Replay at this many events per second instead (0: off).")] = 0.0,
-    partitions: Annotated[int, typer.Option(help="Partitions of the events topic if it is created now.")] = 1,
+    partitions: Annotated[
+        int, typer.Option(help="Partitions of the events topic if it is created now (the tables' feed has one).")
+    ] = 1,
 ) -> None:
-    """Replay event files onto <use case>-events, merged in event-time order and keyed for the feature process."""
+    """Replay event files onto the use case's topics, merged in replay order and keyed as upstream systems key them.
+
+    Needs no pseudonym secret: events are keyed by their raw key (fraud, loan: customer_id).
+    """
     from serving.produce import EventFile, default_files, ensure_topic, load, publish
 
-    fs = _featureset(use_case, data_dir, secret)
+    fs = _featureset(use_case, data_dir, DEV_SECRET)  # validation only: keys are raw, no pseudonym is made
     if speed < 0 or rate < 0 or (speed and rate):
         raise typer.BadParameter("give --speed or --rate (not both), each >= 0")
     if partitions < 1:
@@ -238,6 +243,7 @@ def produce(
     settings = _settings(use_case, bootstrap, prefix)
     _check_broker(bootstrap)
     topic = settings.topics.events
+    feed = settings.topics.named(fs.feed) if fs.tables else None
     with _bar() as bar:
         task = bar.add_task("read", total=None, rate="")
         try:
@@ -246,6 +252,13 @@ def produce(
             raise typer.BadParameter(str(exc)) from None
         bar.update(task, total=len(messages), completed=len(messages))
         ensure_topic(bootstrap, topic, partitions)
+        if feed is not None:
+            from serving.feature_process import ensure_feed
+
+            try:
+                ensure_feed(bootstrap, feed)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
         send = bar.add_task("publish", total=len(messages), rate="")
         started = time.perf_counter()
 
@@ -254,10 +267,13 @@ def produce(
             done = bar.tasks[send].completed
             bar.update(send, rate=f"{done / max(time.perf_counter() - started, 1e-9):,.0f} ev/s")
 
-        report = publish(bootstrap, topic, messages, speed=speed, rate=rate, advance=advance)
+        report = publish(bootstrap, topic, messages, feed_topic=feed, speed=speed, rate=rate, advance=advance)
+    on_feed = sum(m.feed for m in messages)
     console.print(
-        f"[green]published[/] {report.published:,} events to {topic} in {report.seconds:.1f} s "
-        f"({report.events_per_second:,.0f}/s); {report.invalid:,} invalid ones went unkeyed, to become dead letters"
+        f"[green]published[/] {report.published - on_feed:,} events to {topic}"
+        + (f" and {on_feed:,} to {feed} (the feed, ending with a watermark)" if feed else "")
+        + f" in {report.seconds:.1f} s ({report.events_per_second:,.0f}/s); {report.invalid:,} invalid ones "
+        "were published as read, to become dead letters with their reasons"
     )
 
 
@@ -358,7 +374,7 @@ def serve(
     _check_broker(bootstrap)
     name = model_name or get_use_case(use_case).model_name
     decider = decider_for(use_case)
-    watcher = ModelWatcher(Registry(tracking_uri), name, alias, tuple(fs.columns), watch_interval, decider)
+    watcher = ModelWatcher(Registry(tracking_uri), name, alias, tuple(fs.columns), watch_interval, decider, fs.version)
     try:
         model = watcher.start()
     except ModelUnavailable as exc:
@@ -450,6 +466,74 @@ def shadow(
 
 
 @app.command()
+def consistency(
+    use_case: UseCase,
+    start: Annotated[
+        str | None, typer.Option("--from", help="First event time compared (ISO date/time, UTC). Default: all.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Event time the comparison stops before. Default: all.")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+    secret: Secret = DEV_SECRET,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    prefix: Prefix = "",
+    tracking_uri: TrackingUri = DEFAULT_TRACKING,
+) -> None:
+    """Compare what the live feature process published with a batch recompute of the same events, per feature.
+
+    Reads <uc>-features (committed rows with event time in the range), recomputes them from the
+    events on the topics, prints rows compared, missing, extra, and per feature the rows that
+    differ and the largest difference; logs them to MLflow (experiment <uc>-consistency). Exits 1
+    when anything differs.
+    """
+    from rich.table import Table
+
+    from serving.consistency import check
+
+    fs = _featureset(use_case, data_dir, secret)
+    settings = _settings(use_case, bootstrap, prefix)
+    window = []
+    for name, value, default in (("--from", start, 0), ("--to", end, 2**62)):
+        if value is None:
+            window.append(default)
+            continue
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{name} takes an ISO date or time (2026-01-31, 2026-01-31T12:00), got {value!r}"
+            ) from None
+        window.append(int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000))
+    if window[0] >= window[1]:
+        raise typer.BadParameter("--from must be before --to")
+    _check_broker(bootstrap)
+    report = check(fs, settings, window[0], window[1])
+    table = Table(title=f"{use_case}: live rows against the batch recompute (FeatureSet {fs.version})")
+    for column in ("feature", "rows differing", "largest difference"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for name, diff in report.features.items():
+        style = "red" if diff.mismatching else ""
+        table.add_row(name, f"{diff.mismatching:,}", f"{diff.max_abs_diff:.6g}", style=style)
+    console.print(table)
+    console.print(
+        f"rows compared {report.compared:,}, missing from the stream {report.missing:,}, extra {report.extra:,}, "
+        f"published twice {report.duplicated:,}, differing {report.mismatching:,}"
+    )
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(f"{use_case}-consistency")
+    with mlflow.start_run(run_name=f"consistency {start or 'start'} - {end or 'now'}"):
+        mlflow.set_tags({"use_case": use_case, "featureset_version": fs.version, "topic_prefix": prefix})
+        mlflow.log_metrics(report.metrics())
+    if not report.consistent:
+        console.print("[red]the live features differ from the batch features[/]")
+        raise typer.Exit(1)
+    console.print("[green]consistent[/]: every live row equals its batch recompute")
+
+
+@app.command()
 def promote(
     use_case: UseCase,
     version: Annotated[str | None, typer.Option("--version", help="Version number to promote.")] = None,
@@ -460,19 +544,24 @@ def promote(
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
     tracking_uri: TrackingUri = DEFAULT_TRACKING,
     model_name: ModelName = None,
+    data_dir: DataDir = DEFAULT_DATA,
+    secret: Secret = DEV_SECRET,
 ) -> None:
-    """Move the champion (or another alias) to a model version; running scorers swap to it without a restart."""
+    """Move the champion (or another alias) to a model version; running scorers swap to it without a restart.
+
+    Refuses a version trained on other features than the feature process makes (its
+    `featureset_version` tag against the FeatureSet built from --data-dir).
+    """
     from serving.registry import ModelUnavailable, Registry
 
-    if use_case not in USE_CASES:
-        raise typer.BadParameter(f"unknown use case {use_case!r}; expected one of {', '.join(USE_CASES)}")
+    fs = _featureset(use_case, data_dir, secret)
     if (version is None) == (from_alias is None):
         raise typer.BadParameter("give exactly one of --version or --from-alias")
     name = model_name or get_use_case(use_case).model_name
     registry = Registry(tracking_uri)
     try:
         target = version if version is not None else str(registry.resolve(name, from_alias).version)  # type: ignore[arg-type]
-        previous = registry.promote(name, target, alias)
+        previous = registry.promote(name, target, alias, featureset_version=fs.version)
     except ModelUnavailable as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None

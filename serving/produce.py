@@ -1,23 +1,30 @@
-"""Replay producer: event files onto the use case's events topic, in event-time order.
+"""Replay producer: event files onto the use case's topics, in the batch driver's replay order.
 
-Files of different kinds (payments, labels) are merged the way the batch driver merges them:
-by event time, ties broken by the FeatureSet's kind order, then by input order. Each event is
-keyed by the FeatureSet's first-stage key (computed through parse -> depersonalize -> key, so
-the key is never a raw identifier), which puts every event that feeds one key's state on one
-partition, in that order. Files are read by `features.sources`, as the batch driver reads them,
-and every valid event is published as the typed JSON of its schema, whatever file it came from.
-Events the FeatureSet rejects are published too, unkeyed and in their file position (a CSV row
-with its values typed where they convert): the feature process turns them into dead letters
-with the reasons the batch driver gives.
+Events that feed keyed stages go to `<use case>-events`, merged the way the batch driver merges
+them (`features.order`: event time, then kind, then input order) and keyed by what upstream
+systems key them by (`FeatureSet.message_key`: the raw customer id, so no pseudonym secret is
+needed here), which puts one key's events on one partition, in that order. Events of the
+tables' feed (fraud: labels) go to the feed topic in feed order, interleaved with the others by
+time so a paced replay carries labels as they become known, and the replay ends the feed with a
+watermark at the latest event time it replayed: the batch driver closes its tables the same way.
+
+Files are read by `features.sources`, as the batch driver reads them, and every valid event is
+published as the typed JSON of its schema, whatever file it came from. Events the FeatureSet
+rejects are published too, as they were read (a CSV row as JSON with its values typed where they
+convert), in their file position and with a `type` header naming the file's kind, keyed by their
+raw key where it can be read: the feature process rejects them with the reasons the batch driver
+gives.
 
 Pacing: as fast as possible, at a fixed rate, or at the events' own pace sped up by a factor.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from features import sources
 from features.featureset import FeatureSet, InvalidEvent
+from features.order import OrderKey, order_key
+from features.tables import WATERMARK
 from features.usecases import get_use_case
 
 _encode = msgspec.json.Encoder().encode
@@ -47,6 +56,12 @@ class Outgoing:
     event_time_ms: int
     key: bytes | None
     value: bytes
+    kind: str | None = None
+    """Sent as the `type` header, so a payload without a `type` field is read as its file's kind."""
+    feed: bool = False
+    """Goes to the tables' feed topic rather than the events topic."""
+    invalid: bool = False
+    """The FeatureSet rejects it: published for the feature process to dead-letter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,31 +111,60 @@ def read_payloads(path: Path) -> Iterator[bytes | dict[str, Any]]:
 
 
 def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], None] | None = None) -> list[Outgoing]:
-    """Every event of every file as a keyed message, in replay order."""
+    """Every event of every file as a keyed message, in replay order; the feed ends with a watermark."""
     check_files(fs, files)
-    first_stage = fs.stages[0]
-    keyed: list[tuple[int, int, int, Outgoing]] = []
-    read = 0
+    events: list[tuple[OrderKey, Outgoing]] = []
+    feed: list[Outgoing] = []
+    latest = read = 0
+    sniff = _key_sniffer(fs)
     for f in files:
-        rank = fs.kind_order[f.kind]
         last_time = 0
+        is_feed = f.kind in fs.feed_kinds
         for payload in read_payloads(f.path):
             read += 1
             try:
                 event = fs.parse(f.kind, payload)
             except InvalidEvent:
-                message = Outgoing(last_time, None, _raw_value(fs, f.kind, payload))
+                value = _raw_value(fs, f.kind, payload)
+                message = Outgoing(last_time, sniff(payload), value, f.kind, is_feed, invalid=True)
+                key = (last_time, fs.kind_order[f.kind], read)
             else:
                 last_time = fs.event_time_ms(event)
-                key = first_stage.key(fs.depersonalize(event)).encode()
-                message = Outgoing(last_time, key, _encode(event))
-            keyed.append((message.event_time_ms, rank, read, message))
+                latest = max(latest, last_time)
+                key = order_key(fs, f.kind, event, read)
+                message_key = None if is_feed else fs.message_key(event).encode()
+                message = Outgoing(last_time, message_key, _encode(event), f.kind, is_feed)
+            if is_feed:
+                feed.append(message)
+            else:
+                events.append((key, message))
             if advance is not None and read % 10_000 == 0:
                 advance(10_000)
     if advance is not None:
         advance(read % 10_000)
-    keyed.sort(key=lambda item: item[:3])
-    return [item[3] for item in keyed]
+    events.sort(key=lambda item: item[0])
+    if fs.feed_kinds and (feed or events):
+        watermark = {"type": WATERMARK, "ts": datetime.fromtimestamp(latest / 1000, UTC).isoformat()}
+        feed.append(Outgoing(latest, None, _encode(watermark), WATERMARK, True))
+    return list(heapq.merge((m for _, m in events), feed, key=lambda m: m.event_time_ms))
+
+
+def _key_sniffer(fs: FeatureSet) -> Callable[[bytes | dict[str, Any]], bytes | None]:
+    """The raw key of a payload the FeatureSet rejects, where it can be read: keyed as a valid
+    event would be, it reaches the partition (and the replica) its key's events are on."""
+    field = fs.partition_key
+    if field is None:
+        return lambda payload: None
+    decode = msgspec.json.Decoder(msgspec.defstruct("Key", [(field, str | None, None)])).decode
+
+    def sniff(payload: bytes | dict[str, Any]) -> bytes | None:
+        try:
+            value = getattr(decode(payload), field) if isinstance(payload, bytes) else payload.get(field)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return value.encode() if isinstance(value, str) else None
+
+    return sniff
 
 
 def _raw_value(fs: FeatureSet, kind: str, payload: bytes | dict[str, Any]) -> bytes:
@@ -161,12 +205,14 @@ def publish(
     topic: str,
     messages: Sequence[Outgoing],
     *,
+    feed_topic: str | None = None,
     speed: float = 0.0,
     rate: float = 0.0,
     advance: Callable[[int], None] | None = None,
     producer: Producer | None = None,
 ) -> ReplayReport:
-    """Publish `messages` in order, paced by event time (`speed` x real time) or `rate` per second.
+    """Publish `messages` in order, paced by event time (`speed` x real time) or `rate` per second;
+    feed messages go to `feed_topic`, the others to `topic`.
 
     Both zero means as fast as the broker takes them. Delivery is idempotent (no duplicates on
     retries) and checked: a message the broker refused makes this raise after the flush. Pass a
@@ -174,6 +220,8 @@ def publish(
     """
     if speed < 0 or rate < 0:
         raise ValueError("speed and rate must be >= 0")
+    if feed_topic is None and any(m.feed for m in messages):
+        raise ValueError("these messages include a tables' feed: give its topic (feed_topic)")
     paced = speed > 0 or rate > 0
     producer = producer or replay_producer(bootstrap, paced)
     failures: list[str] = []
@@ -191,10 +239,12 @@ def publish(
             wait = started + due - time.perf_counter()
             if wait > 0.001:
                 time.sleep(wait)
-        invalid += message.key is None
+        invalid += message.invalid
+        headers = [("type", message.kind.encode())] if message.kind else None
+        target = feed_topic if message.feed else topic
         while True:
             try:
-                producer.produce(topic, value=message.value, key=message.key, on_delivery=on_delivery)
+                producer.produce(target, value=message.value, key=message.key, headers=headers, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.05)

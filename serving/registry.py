@@ -51,6 +51,8 @@ class LoadedModel:
     predict_many: Callable[[NDArray[np.float64]], NDArray[np.float64]]
     """Rows of model inputs (n, len(feature_names)) -> n predictions, through the pyfunc's own
     `predict`: for deciders that ask one row several questions (a rate grid, markdown depths)."""
+    featureset_version: str
+    """The FeatureSet version the model was trained on: it scores rows of that version only."""
 
     @property
     def label(self) -> str:
@@ -92,12 +94,21 @@ class Registry:
                 f"(`samestream train`), or check the name, alias and MLFLOW_TRACKING_URI"
             ) from exc
 
-    def load(self, name: str, ref: str, available: Sequence[str], decider: Decider) -> LoadedModel:
+    def load(
+        self,
+        name: str,
+        ref: str,
+        available: Sequence[str],
+        decider: Decider,
+        featureset_version: str | None = None,
+    ) -> LoadedModel:
         """Load what `ref` points to for `decider`'s decisions; refuse a model needing features the
-        stream lacks, or whose version carries no usable policy."""
+        stream lacks, one trained on another FeatureSet version than `featureset_version` (the one
+        the feature process runs, when known), or whose version carries no usable policy."""
         import mlflow.pyfunc
 
         version = self.resolve(name, ref)
+        trained_on = check_featureset(name, version, featureset_version)
         try:
             pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
         except Exception as exc:
@@ -128,6 +139,7 @@ class Registry:
             policy=policy,
             predict_one=_row_predictor(pyfunc, inner, names),
             predict_many=_batch_predictor(pyfunc, names),
+            featureset_version=trained_on,
         )
 
     def _params(self, version: Any) -> dict[str, str]:
@@ -138,9 +150,13 @@ class Registry:
             params = {}
         return {**params, **version.tags}
 
-    def promote(self, name: str, version: str, alias: str = "champion") -> str | None:
-        """Point `alias` at `version`; return the version it pointed to before (None if unset)."""
-        self.resolve(name, version)
+    def promote(
+        self, name: str, version: str, alias: str = "champion", featureset_version: str | None = None
+    ) -> str | None:
+        """Point `alias` at `version`, unless it was trained on another FeatureSet version than
+        `featureset_version` (the one the feature process runs); return the version `alias`
+        pointed to before (None if unset)."""
+        check_featureset(name, self.resolve(name, version), featureset_version)
         try:
             previous = str(self.client.get_model_version_by_alias(name, alias).version)
         except Exception:
@@ -154,6 +170,25 @@ class Registry:
             return {alias: str(v) for alias, v in self.client.get_registered_model(name).aliases.items()}
         except Exception as exc:
             raise ModelUnavailable(f"no registered model {name!r} at {self.tracking_uri}: {exc}") from exc
+
+
+def check_featureset(name: str, version: Any, expected: str | None) -> str:
+    """The FeatureSet version a model version was trained on (its `featureset_version` tag);
+    ModelUnavailable if it has none, or not `expected`: its features would not be the ones the
+    rows carry (training/serving skew)."""
+    trained_on = version.tags.get("featureset_version")
+    label = f"{name} v{version.version}"
+    if not trained_on:
+        raise ModelUnavailable(
+            f"{label} has no featureset_version tag, so its features cannot be checked against the rows; "
+            "register it with `samestream train`, or tag it with the FeatureSet version it was trained on"
+        )
+    if expected is not None and trained_on != expected:
+        raise ModelUnavailable(
+            f"{label} was trained on FeatureSet {trained_on}, the feature process makes {expected}: its features "
+            "differ from the ones it would score; retrain it on the current features (`samestream train`)"
+        )
+    return str(trained_on)
 
 
 def _feature_names(pyfunc: Any, inner: Any) -> tuple[str, ...]:
@@ -215,6 +250,8 @@ class ModelWatcher:
     decider:
         Reads each version's decision policy (`serving.deciders.decider_for(use case)`); a
         version without a usable one is not swapped in. Default: fraud's.
+    featureset_version:
+        The FeatureSet version of the rows scored; a version trained on another is not loaded.
     """
 
     def __init__(
@@ -225,6 +262,7 @@ class ModelWatcher:
         available: Sequence[str],
         interval: float = 5.0,
         decider: Decider | None = None,
+        featureset_version: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"watch interval must be positive seconds, got {interval}")
@@ -233,6 +271,7 @@ class ModelWatcher:
         self.name = name
         self.ref = ref
         self.available = tuple(available)
+        self.featureset_version = featureset_version
         self.interval = interval
         self.current: LoadedModel | None = None
         self.swaps: list[tuple[str, str]] = []
@@ -242,7 +281,7 @@ class ModelWatcher:
 
     def start(self) -> LoadedModel:
         """Load the model now (raising ModelUnavailable if impossible), then watch its alias."""
-        self.current = self.registry.load(self.name, self.ref, self.available, self.decider)
+        self.current = self.registry.load(self.name, self.ref, self.available, self.decider, self.featureset_version)
         log.info("scoring with %s (%s)", self.current.label, self.ref)
         if not is_version(self.ref):
             self._thread = threading.Thread(target=self._watch, name=f"watch-{self.ref}", daemon=True)
@@ -270,7 +309,7 @@ class ModelWatcher:
         if version == self.current.version:
             return
         try:
-            new = self.registry.load(self.name, version, self.available, self.decider)
+            new = self.registry.load(self.name, version, self.available, self.decider, self.featureset_version)
         except ModelUnavailable as exc:
             log.error(
                 "%s@%s now points to v%s, which cannot be used (%s); still scoring with %s",

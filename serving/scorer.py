@@ -27,6 +27,7 @@ from quixstreams.models.serializers.json import JSONSerializer
 
 from features.featureset import FeatureSet
 from serving.deciders import Decider
+from serving.poison import PoisonList
 from serving.records import Item, dead_letter, dead_letter_key, encode_body
 from serving.registry import LoadedModel, ModelWatcher
 from serving.settings import LiveSettings, OffsetReset
@@ -48,9 +49,14 @@ class Unscorable(ValueError):
 def read_row(value: bytes, model: LoadedModel, decider: Decider, row_id: str) -> tuple[dict[str, Any], list[float]]:
     """A feature row and its model inputs, in `model.row_features` order.
 
-    Raises Unscorable if the row is not JSON, lacks an input or the row id, or has a
-    non-numeric input: a schema violation, never a model error.
+    Raises Unscorable if the message is empty, the row is not JSON, lacks an input or the row id,
+    has a non-numeric input (a schema violation, never a model error), or was made by another
+    FeatureSet version than the model was trained on (version skew).
     """
+    if not value:
+        raise Unscorable(
+            f"empty message: the value is {'NULL' if value is None else 'empty'}; a row is a JSON object", b""
+        )
     try:
         row = _decode(value)
         values = [row[name] for name in model.row_features]
@@ -62,6 +68,13 @@ def read_row(value: bytes, model: LoadedModel, decider: Decider, row_id: str) ->
         raise Unscorable(f"schema violation: feature row lacks {exc}", value) from None
     if not isinstance(ident, str | int):
         raise Unscorable(f"schema violation: {row_id} is {type(ident).__name__}, not a string", row)
+    made_by = row.get("featureset_version")
+    if made_by != model.featureset_version:
+        raise Unscorable(
+            f"version skew: the row was made by FeatureSet {made_by}, {model.label} was trained on "
+            f"{model.featureset_version}; retrain, or run the feature process the model was trained with",
+            row,
+        )
     if not all(type(v) in (float, int) for v in values + extra):
         names = (*model.row_features, *decider.row_columns)
         bad = [n for n, v in zip(names, values + extra, strict=True) if type(v) not in (float, int)]
@@ -150,6 +163,7 @@ class ScoringProcess:
         self.settings = settings
         self.role = role
         self.offset_reset: OffsetReset = offset_reset
+        self.poison = PoisonList(settings.state_dir / f"{settings.topics.group(role)}-poison.json")
         self.app = self._application()
 
     def _application(self) -> Application:
@@ -181,7 +195,12 @@ class ScoringProcess:
         kind, body = item
         return dead_letter_key(body) if kind == "dead" else str(body[self.fs.row_id])
 
-    def _score(self, value: bytes, key: bytes | None, timestamp: int, headers: Any) -> Item:
+    def _score(self, value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> Item:
+        ctx = message_context()
+        position = self.poison.current = (ctx.topic, ctx.partition, ctx.offset)
+        crashed = self.poison.reason(position)
+        if crashed is not None:
+            return self._dead(crashed, b"")
         model = self.watcher.current
         assert model is not None
         try:
@@ -208,7 +227,7 @@ class ScoringProcess:
         or, if `max_rows` > 0, until that many rows have been consumed."""
         self._stop_after = max_rows
         try:
-            run_supervised(self._application, idle_timeout, self.role)
+            run_supervised(self._application, idle_timeout, self.role, self.poison)
         finally:
             self.watcher.stop()
         log.info("scorer stopped: %s", self.counts.summary())

@@ -116,6 +116,7 @@ def run_challenger(config: ShadowConfig, ref: str) -> None:
         tuple(fs.columns),
         config.watch_interval,
         decider_for(fs.name),
+        fs.version,
     )
     watcher.start()
     process = ChallengerProcess(fs, config.settings, watcher, role=role_of(ref), offset_reset=config.offset_reset)
@@ -212,7 +213,9 @@ def _score_parser(row_id: str, role: str, decider: Decider, many: bool) -> Calla
             },
         )
 
-    def parse(value: bytes) -> list[Item]:
+    def parse(value: bytes | None) -> list[Item]:
+        if not value:
+            return []
         try:
             decoded = _decode_any(value)
             return [item(body) for body in (decoded if many else [decoded])]
@@ -222,10 +225,13 @@ def _score_parser(row_id: str, role: str, decider: Decider, many: bool) -> Calla
     return parse
 
 
-def _label_parser(value: bytes) -> list[Item]:
+def _label_parser(value: bytes | None) -> list[Item]:
+    """A label row, or nothing for a message that is not one (NULL, empty, not a JSON object)."""
+    if not value:
+        return []
     try:
         return [("label", _decode(value))]
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, TypeError):
         return []
 
 

@@ -24,9 +24,17 @@ from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout
 from quixstreams.exceptions import PartitionAssignmentError
 from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
 
+from serving.poison import PoisonList
+
 log = logging.getLogger("samestream.supervise")
 
+
+class RetryLater(RuntimeError):
+    """A run cannot go on now but a new one later can (an input it waits for is late)."""
+
+
 RECOVERABLE: tuple[type[BaseException], ...] = (
+    RetryLater,
     BaseKafkaException,
     KafkaException,
     KafkaBrokerUnavailableError,
@@ -38,10 +46,17 @@ FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 
 
-def run_supervised(make_app: Callable[[], Application], idle_timeout: float, name: str) -> None:
+def run_supervised(
+    make_app: Callable[[], Application],
+    idle_timeout: float,
+    name: str,
+    poison: PoisonList | None = None,
+) -> None:
     """Run Applications built by `make_app` until one stops normally (SIGINT/SIGTERM, `stop()`,
     idle timeout); after a recoverable Kafka failure wait (1 s, doubling up to 30 s) and run a new
-    one. Any other exception propagates."""
+    one. Any other exception is a message's fault when `poison` knows which message was being
+    processed: it is noted there (the new run dead-letters it) and a new one starts at once;
+    otherwise it propagates."""
     backoff = FIRST_BACKOFF_S
     while True:
         try:
@@ -49,6 +64,11 @@ def run_supervised(make_app: Callable[[], Application], idle_timeout: float, nam
             return
         except RECOVERABLE as exc:
             log.warning("%s: Kafka failure, a new client starts in %.0f s: %s", name, backoff, exc)
+        except Exception as exc:
+            if poison is None or not poison.crashed(exc):
+                raise
+            log.warning("%s: a message crashed the run; a new client starts and dead-letters it", name)
+            continue
         if _stopped_while_waiting(backoff):
             return
         backoff = min(backoff * 2, MAX_BACKOFF_S)

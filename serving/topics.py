@@ -6,8 +6,11 @@ in the order they were published. Everything downstream is derived and depersona
 
 Messages are plain JSON (UTF-8), readable with any Kafka client (kcat, kafka-console-consumer):
 
-- `<use case>-events`: key = the first stage's key (fraud: `merchant_id`); value = one event of
-  the FeatureSet's schemas with its `type` (fraud: `payment` or `label`).
+- `<use case>-events`: key = what upstream systems key the events by (`FeatureSet.partition_key`;
+  fraud and loan: the raw `customer_id`, store: `store_id`); value = one event of the FeatureSet's
+  schemas, its kind in its `type` field or in a `type` header.
+- the tables' feed (fraud: `fraud-label-events`, one partition): the events that build the
+  FeatureSet's tables (fraud: labels) and watermarks, in the order they became known.
 - `<use case>-features`: key = row id (fraud: `payment_id`); value = one feature row (the
   FeatureSet's columns) plus `featureset_version`.
 - `<use case>-labels`: key = row id; value = one label row (fraud: payment_id, is_fraud, known_at).
@@ -60,6 +63,10 @@ class Topics:
     @property
     def shadow_scores(self) -> str:
         return self._name("shadow-scores")
+
+    def named(self, suffix: str) -> str:
+        """A topic of the use case by its suffix, e.g. the tables' feed (`fraud-label-events`)."""
+        return self._name(suffix)
 
     def stage(self, stage: str) -> str:
         """Repartition topic feeding the third and later keyed stages of a FeatureSet."""

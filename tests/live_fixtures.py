@@ -82,7 +82,7 @@ def simulation() -> Simulation:
     fs = build_featureset("fraud", data_dir / "fraud", SECRET)
     history = replay.load(fs, [Source("payment", sim.payments), Source("label", sim.labels)])
     rows, labels = [], {}
-    for outcome in replay.run(fs, history.events):
+    for outcome in replay.run(fs, history):
         rows.extend({**row, "featureset_version": fs.version} for row in outcome.rows)
         labels.update({label["payment_id"]: label["is_fraud"] for label in outcome.labels})
     files = [EventFile("payment", sim.payments), EventFile("label", sim.labels)]
@@ -207,6 +207,7 @@ def model_store() -> ModelStore:
         version = str(info.registered_model_version)
         client.set_model_version_tag(MODEL, version, "threshold_review", "0.3")
         client.set_model_version_tag(MODEL, version, "threshold_block", "0.7")
+        client.set_model_version_tag(MODEL, version, "featureset_version", fs.version)
         versions[role] = version
     client.set_registered_model_alias(MODEL, "champion", versions["lr"])
     return ModelStore(tracking_uri, versions)
@@ -312,16 +313,17 @@ def recorded_scores(live_db: Path, use_case: str) -> dict[tuple[str, str], tuple
 
 
 def produce(
-    topic: str, messages: Iterable[tuple[bytes | str | None, bytes | dict[str, Any]]], rate: float = 0.0
+    topic: str, messages: Iterable[tuple[bytes | str | None, bytes | dict[str, Any] | None]], rate: float = 0.0
 ) -> int:
-    """Publish (key, value) pairs, dict values as JSON, `rate` per second if > 0. Returns how many."""
+    """Publish (key, value) pairs, dict values as JSON, None as a NULL value, `rate` per second if
+    > 0. Returns how many."""
     producer = Producer({"bootstrap.servers": require_broker(), "enable.idempotence": True, "linger.ms": 5})
     n = 0
     started = time.perf_counter()
     for key, value in messages:
         if rate > 0 and (delay := started + n / rate - time.perf_counter()) > 0:
             time.sleep(delay)
-        payload = value if isinstance(value, bytes) else _encode(value)
+        payload = value if value is None or isinstance(value, bytes) else _encode(value)
         producer.produce(topic, key=key.encode() if isinstance(key, str) else key, value=payload)
         producer.poll(0)
         n += 1

@@ -35,6 +35,9 @@ from serving.settings import LiveSettings
 POLICY = PricingPolicy(floor=0.06, cap=0.2, step=0.005, funding_rate=0.03, lgd=0.5)
 
 
+FEATURESET_VERSION = "0123456789ab"
+
+
 def _model(
     decider: Any, inputs: tuple[str, ...], policy: Any, predict_many: Any, predict_one: Any = None
 ) -> LoadedModel:
@@ -47,6 +50,7 @@ def _model(
         policy=policy,
         predict_one=predict_one or (lambda row: float(predict_many(np.asarray([row]))[0])),
         predict_many=predict_many,
+        featureset_version=FEATURESET_VERSION,
     )
 
 

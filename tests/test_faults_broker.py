@@ -91,7 +91,7 @@ def test_producer_feature_process_and_scorer_ride_out_a_broker_restart(
     common = ["fraud", "--data-dir", str(sim.data_dir), "--secret", SECRET, "--topic-prefix", prefix]
     live = ["--guarantee", "exactly-once", "--state-dir", str(tmp_path / "state")]
     logs = {name: tmp_path / f"{name}.log" for name in ("produce", "features", "serve")}
-    producer = cli(["produce", *common, "--rate", str(RATE)], logs["produce"])
+    producer = cli(["produce", *common[:3], *common[5:], "--rate", str(RATE)], logs["produce"])
     feature_process = cli(["features", *common, *live], logs["features"])
     scorer = cli(
         ["serve", *common, *live, "--tracking-uri", store.tracking_uri, "--alias", store.versions["lr"]],

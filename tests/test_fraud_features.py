@@ -82,19 +82,35 @@ def test_new_device_and_ip_after_history(fraud_fs, payment) -> None:
     assert [r["new_ip"] for r in rows] == [0.0, 0.0, 1.0]
 
 
-def test_merchant_risk_uses_only_labels_known_at_payment_time(fraud_fs, payment) -> None:
-    p1 = payment(0)
+def test_merchant_risk_reads_labels_known_before_the_day_of_the_payment_minus_an_hour(fraud_fs, payment) -> None:
+    p1 = payment(0)  # Monday 2026-03-02 12:00 UTC
     events = [  # in event-time order, as both drivers deliver them
         ("payment", p1),
-        ("payment", payment(60 * 23, customer_id="C2")),  # before the label is known
-        ("label", label(p1["payment_id"], known_minutes=60 * 24, is_fraud=True)),
-        ("payment", payment(60 * 24, customer_id="C3")),  # exactly when it is known: counts
+        ("label", label(p1["payment_id"], known_minutes=60 * 24, is_fraud=True)),  # known Tuesday 12:00
+        ("payment", payment(60 * 24 + 1, customer_id="C2")),  # Tuesday: the label's day is still open
+        ("payment", payment(60 * 36 + 30, customer_id="C3")),  # Wednesday 00:30: t - 1 h is still Tuesday
+        ("payment", payment(60 * 37, customer_id="C4")),  # Wednesday 01:00: Tuesday is final
+        ("payment", payment(60 * 61, customer_id="C5")),  # Thursday 01:00: out of the 1-day window
     ]
     rows = run(fraud_fs, events)
-    assert rows[1]["merchant_fraud_rate_30d"] == pytest.approx(0.2 / 20)
-    assert rows[2]["merchant_fraud_rate_30d"] == pytest.approx((1 + 0.2) / (1 + 20))
-    assert rows[2]["merchant_frauds_7d"] == 1.0
-    assert rows[2]["merchant_log_labels_30d"] == pytest.approx(log1p(1))
+    prior = 0.01 * 20 / 20
+    assert [r["merchant_fraud_rate_30d"] for r in rows[:3]] == pytest.approx([prior] * 3)
+    assert rows[3]["merchant_fraud_rate_1d"] == pytest.approx((1 + 0.2) / (1 + 20))
+    assert rows[3]["merchant_frauds_7d"] == 1.0 and rows[3]["merchant_frauds_30d"] == 1.0
+    assert rows[3]["merchant_log_labels_30d"] == pytest.approx(log1p(1))
+    assert rows[4]["merchant_frauds_1d"] == 0.0 and rows[4]["merchant_frauds_7d"] == 1.0
+
+
+def test_a_repeated_payment_changes_nothing(fraud_fs, payment) -> None:
+    first, second = payment(0), payment(10, amount=500.0)
+    runner = LocalRunner(fraud_fs)
+    once = [runner.process("payment", first), runner.process("payment", first), runner.process("payment", first)]
+    after = runner.process("payment", second)
+    assert [len(o.rows) for o in once] == [1, 0, 0] and [o.duplicate for o in once] == [False, True, True]
+
+    single = LocalRunner(fraud_fs)
+    single.process("payment", first)
+    assert after.rows == single.process("payment", second).rows
 
 
 def test_labels_of_other_merchants_do_not_count(fraud_fs, payment) -> None:

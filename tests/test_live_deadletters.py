@@ -58,35 +58,44 @@ def test_bad_events_are_dead_lettered_exactly_and_the_stream_goes_on() -> None:
     sim = simulation()
     fs = sim.featureset()
     settings = live_settings(unique_prefix("dead"), guarantee="exactly-once")
-    good = produce.load(fs, sim.files)[:60]
+    replayed = produce.load(fs, sim.files)
+    good = [m for m in replayed if not m.feed][:60]
+    feed = [m for m in replayed if m.feed]
     encode = msgspec.json.encode
-    bad: list[tuple[bytes | None, bytes, str]] = [
+    key = b"C-SECRET-1"
+    bad: list[tuple[bytes | None, bytes | None, str]] = [
         (
-            b"M00001",
+            key,
             b'{"type": "payment", "payment_id": "bad-1", "card_number": "' + CARD.encode() + b'", ',
             "schema violation",
         ),
-        (b"M00001", encode(_payment(amount="twenty")), "schema violation"),
-        (b"M00001", encode({k: v for k, v in _payment().items() if k != "amount"}), "schema violation"),
-        (b"M00001", encode(_payment(amount=-5.0)), "schema violation"),
-        (b"M00001", encode(_payment(lat=123.0)), "schema violation"),
-        (b"M99999", encode(_payment(merchant_id="M99999")), "unknown reference"),
-        (b"M00001", encode(_payment(currency="XXX")), "unknown reference"),
-        (b"M00001", encode({**_payment(), "type": "refund"}), "schema violation"),
-        (b"C-SECRET-1", encode(_payment()), "wrong key"),
+        (key, encode(_payment(amount="twenty")), "schema violation"),
+        (key, encode({k: v for k, v in _payment().items() if k != "amount"}), "schema violation"),
+        (key, encode(_payment(amount=-5.0)), "schema violation"),
+        (key, encode(_payment(lat=123.0)), "schema violation"),
+        (key, encode(_payment(merchant_id="M99999")), "unknown reference"),
+        (key, encode(_payment(currency="XXX")), "unknown reference"),
+        (key, encode({**_payment(), "type": "refund"}), "schema violation"),
+        (b"M00001", encode(_payment()), "wrong key"),
         (None, b"\xff\xfe\x00garbage", "schema violation"),
+        (key, None, "empty message"),
+        (None, None, "empty message"),
+        (key, b"", "empty message"),
+        (b"M00001", feed[0].value, "wrong topic"),
+        (None, encode(_payment()), "wrong key"),
     ]
     messages: list[tuple[bytes | None, bytes]] = []
     bad_offsets: list[int] = []
     pending = list(bad)
     for i, message in enumerate(good):
         messages.append((message.key, message.value))
-        if i % 6 == 5:
-            key, value, _ = pending.pop(0)
+        if i % 4 == 3:
+            bad_key, value, _ = pending.pop(0)
             bad_offsets.append(len(messages))
-            messages.append((key, value))
+            messages.append((bad_key, value))
     assert not pending
     publish(settings.topics.events, messages)
+    publish(settings.topics.named(fs.feed), [(m.key, m.value) for m in feed])
 
     counts = FeatureProcess(fs, settings).run(idle_timeout=60, max_events=len(messages))
 
@@ -94,7 +103,18 @@ def test_bad_events_are_dead_lettered_exactly_and_the_stream_goes_on() -> None:
     assert len(letters) == len(bad) == sum(counts.dead.values())
     assert [v["reason"].split(":")[0] for _, v in letters] == [reason for _, _, reason in bad]
     assert [v["offset"] for _, v in letters] == bad_offsets
-    readable = ["unknown", *["payment"] * 6, "unknown", "payment", "unknown"]
+    readable = [
+        "unknown",
+        *["payment"] * 6,
+        "unknown",
+        "payment",
+        "unknown",
+        "unknown",
+        "unknown",
+        "unknown",
+        "label",
+        "payment",
+    ]
     assert [v["kind"] for _, v in letters] == readable
     for key, letter in letters:
         assert letter["process"] == "features" and letter["topic"] == settings.topics.events
@@ -105,6 +125,8 @@ def test_bad_events_are_dead_lettered_exactly_and_the_stream_goes_on() -> None:
             assert secret not in text, f"{secret!r} leaked into a dead letter: {letter['reason']}"
 
     runner = LocalRunner(fs)
+    for m in feed:
+        runner.process(None, m.value)
     expected_rows = [row for m in good for row in runner.process(None, m.value).rows]
     rows = [row for _, row in read_topic(settings.topics.features)]
     assert [r["payment_id"] for r in rows] == [r["payment_id"] for r in expected_rows]

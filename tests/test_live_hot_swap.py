@@ -12,10 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.cli import app as cli_app
-from serving.registry import ModelWatcher, Registry
+from serving.registry import ModelUnavailable, ModelWatcher, Registry
 from serving.scorer import ScoringProcess
 from tests.live_fixtures import (
     MODEL,
+    SECRET,
     broker,  # noqa: F401 - a fixture, used by name
     live_settings,
     model_store,
@@ -101,7 +102,8 @@ def test_promote_command_moves_the_alias() -> None:
     store = model_store()
     alias = f"champion-{uuid.uuid4().hex[:6]}"
     runner = CliRunner()
-    base = ["promote", "fraud", "--alias", alias, "--tracking-uri", store.tracking_uri]
+    common = ["--tracking-uri", store.tracking_uri, "--data-dir", str(simulation().data_dir), "--secret", SECRET]
+    base = ["promote", "fraud", "--alias", alias, *common]
     first = runner.invoke(cli_app, [*base, "--version", store.versions["lr"]])
     assert first.exit_code == 0, first.output
     second = runner.invoke(cli_app, [*base, "--version", store.versions["lr_strong"]])
@@ -110,3 +112,56 @@ def test_promote_command_moves_the_alias() -> None:
     assert Registry(store.tracking_uri).aliases(MODEL)[alias] == store.versions["lr_strong"]
     missing = runner.invoke(cli_app, [*base, "--version", "999"])
     assert missing.exit_code == 2 and "cannot resolve" in missing.output
+
+
+def _skewed_version() -> str:
+    """A copy of the champion's model registered as trained on another FeatureSet version."""
+    store = model_store()
+    mlflow.set_tracking_uri(store.tracking_uri)
+    client = mlflow.MlflowClient(store.tracking_uri, registry_uri=store.tracking_uri)
+    source = client.get_model_version(MODEL, store.versions["lr"])
+    skewed = client.create_model_version(MODEL, source.source, run_id=source.run_id)
+    for key, value in source.tags.items():
+        client.set_model_version_tag(MODEL, skewed.version, key, value)
+    client.set_model_version_tag(MODEL, skewed.version, "featureset_version", "0123456789ab")
+    return str(skewed.version)
+
+
+def test_promote_refuses_a_version_trained_on_other_features() -> None:
+    store = model_store()
+    skewed = _skewed_version()
+    args = ["promote", "fraud", "--alias", f"champion-{uuid.uuid4().hex[:6]}", "--version", skewed]
+    refused = CliRunner().invoke(
+        cli_app,
+        [*args, "--tracking-uri", store.tracking_uri, "--data-dir", str(simulation().data_dir), "--secret", SECRET],
+    )
+    assert refused.exit_code == 2
+    assert (
+        "trained on FeatureSet 0123456789ab" in refused.output and simulation().featureset().version in refused.output
+    )
+
+
+def test_the_scorer_refuses_rows_of_another_featureset_version() -> None:
+    sim = simulation()
+    fs = sim.featureset()
+    store = model_store()
+    settings = live_settings(unique_prefix("skew"), guarantee="at-least-once")
+    rows = [dict(r) for r in sim.rows[:30]]
+    for row in rows[10:20]:
+        row["featureset_version"] = "0123456789ab"
+    produce_rows(settings.topics.features, rows)
+    watcher = ModelWatcher(
+        Registry(store.tracking_uri), MODEL, store.versions["lr"], tuple(fs.columns), featureset_version=fs.version
+    )
+    watcher.start()
+    counts = ScoringProcess(fs, settings, watcher).run(idle_timeout=30, max_rows=len(rows))
+    decided = [v["payment_id"] for _, v in read_topic(settings.topics.decisions)]
+    assert decided == [r["payment_id"] for r in rows[:10] + rows[20:]]
+    letters = [v for _, v in read_topic(settings.topics.deadletters)]
+    assert counts.dead == len(letters) == 10
+    assert all(v["reason"].startswith("version skew: the row was made by FeatureSet 0123456789ab") for v in letters)
+
+    with pytest.raises(ModelUnavailable, match="trained on FeatureSet 0123456789ab"):
+        ModelWatcher(
+            Registry(store.tracking_uri), MODEL, _skewed_version(), tuple(fs.columns), featureset_version=fs.version
+        ).start()

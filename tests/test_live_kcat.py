@@ -53,17 +53,19 @@ def test_events_published_with_kcat_are_scored_and_read_back_with_kcat(tmp_path:
     fs = sim.featureset()
     store = model_store()
     prefix = unique_prefix("kcat")
-    events = produce.load(fs, sim.files)[:400]
-    lines = tmp_path / "events.txt"
+    replayed = produce.load(fs, sim.files)
+    events = [m for m in replayed if not m.feed][:400]
+    lines, feed = tmp_path / "events.txt", tmp_path / "feed.txt"
     lines.write_bytes(b"".join(m.key + b"\t" + m.value + b"\n" for m in events if m.key is not None))
-    published = subprocess.run(
-        [kcat, "-P", "-b", servers, "-t", f"{prefix}fraud-events", "-K", "\t", "-l", str(lines)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert published.returncode == 0, published.stderr
+    feed.write_bytes(b"".join(m.value + b"\n" for m in replayed if m.feed))
+    for args in (
+        ["-t", f"{prefix}fraud-events", "-K", "\t", "-l", str(lines)],
+        ["-t", f"{prefix}fraud-label-events", "-l", str(feed)],
+    ):
+        published = subprocess.run(
+            [kcat, "-P", "-b", servers, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert published.returncode == 0, published.stderr
 
     runner = CliRunner()
     common = [

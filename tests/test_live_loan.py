@@ -91,7 +91,7 @@ def loan_live() -> LoanLive:
     fs = build_featureset("loan", sim.folder, SECRET)
     history = replay.load(fs, [Source(kind, path) for kind, path in sim.files.items()])
     rows, outcomes = [], {}
-    for outcome in replay.run(fs, history.events):
+    for outcome in replay.run(fs, history):
         rows.extend(outcome.rows)
         outcomes.update({label["application_id"]: label for label in outcome.labels})
     frame = pd.DataFrame(rows)
@@ -150,7 +150,9 @@ def test_each_application_gets_one_offer_priced_as_offline_and_challengers_shado
     settings = live_settings(unique_prefix("loan-offers"), "loan")
     runner = CliRunner()
     common = ["--data-dir", str(live.data_dir), "--secret", SECRET, "--topic-prefix", settings.prefix]
-    published = runner.invoke(cli_app, ["produce", "loan", *common])
+    published = runner.invoke(
+        cli_app, ["produce", "loan", "--data-dir", str(live.data_dir), "--topic-prefix", settings.prefix]
+    )
     assert published.exit_code == 0, published.output
 
     counts = FeatureProcess(fs, settings).run(idle_timeout=60, max_events=live.events)

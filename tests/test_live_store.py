@@ -89,7 +89,7 @@ def store_live() -> StoreLive:
     history = replay.load(fs, sources)
     rows, sold = [], {}
     rejected = Counter(letter.reason for letter in history.dead_letters)
-    for outcome in replay.run(fs, history.events):
+    for outcome in replay.run(fs, history):
         rows.extend({**row, "featureset_version": fs.version} for row in outcome.rows)
         sold.update({label["row_id"]: label["units_sold"] for label in outcome.labels})
         if outcome.dead_letter is not None:
@@ -164,8 +164,6 @@ def test_feeds_with_csv_become_batch_rows_and_each_row_one_order_decided_as_offl
             "store",
             "--data-dir",
             str(live.data_dir),
-            "--secret",
-            SECRET,
             "--topic-prefix",
             settings.prefix,
             *(f"--events={kind}={path}" for kind, path in live.files.items()),

@@ -271,7 +271,7 @@ def test_live_feature_process_matches_batch_and_dead_letters_bad_events(tmp_path
     sim = simulate_loan(tmp_path / "loan", n_applications=400, days=45, seed=13, fmt="jsonl")
     fs = build_featureset("loan", sim.folder, "live-secret")
     history = replay.load(fs, sources(sim.files))
-    batch = [row for outcome in replay.run(fs, history.events) for row in outcome.rows]
+    batch = [row for outcome in replay.run(fs, history) for row in outcome.rows]
 
     settings = LiveSettings("loan", bootstrap=bootstrap, prefix=unique_prefix("loan"), state_dir=tmp_path / "state")
     messages = produce.load(fs, [produce.EventFile(kind, path) for kind, path in sim.files.items()])

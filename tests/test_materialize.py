@@ -130,3 +130,24 @@ def test_unknown_kind_and_missing_file_fail_before_work(sim, tmp_path: Path) -> 
         materialize(fs, [Source("refund", sim.payments)], tmp_path / "x.duckdb")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         materialize(fs, [Source("payment", tmp_path / "nope.jsonl")], tmp_path / "x.duckdb")
+
+
+def test_materialize_with_two_workers_writes_the_rows_of_one(tmp_path: Path) -> None:
+    """Workers split the events by the hash of their key, each key's events whole: the same rows."""
+    sim = simulate_fraud(tmp_path / "fraud", n_payments=4_000, days=21, seed=5, fmt="jsonl")
+    fs = build_featureset("fraud", tmp_path / "fraud", "workers-secret")
+    sources = [Source("payment", sim.payments), Source("label", sim.labels)]
+    tables = []
+    for workers in (1, 2):
+        db = tmp_path / f"w{workers}.duckdb"
+        report = materialize(fs, sources, db, workers=workers)
+        assert (report.rows_written, report.labels_written, report.workers) == (4_000, 4_000, workers)
+        con = duckdb.connect(str(db), read_only=True)
+        tables.append(
+            [
+                con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                for t in ("fraud_features", "fraud_labels", "fraud_dead_letters")
+            ]
+        )
+        con.close()
+    assert tables[0] == tables[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from features.windows import DAY_MS, HOUR_MS, DailyWindows, Windows
+from features.windows import DAY_MS, HOUR_MS, Windows
 
 
 def make() -> tuple[Windows, dict[str, Any]]:
@@ -60,31 +60,3 @@ def test_state_is_json_shaped_so_rocksdb_state_can_hold_it() -> None:
     windows, state = make()
     windows.add(state, 5, 2.5)
     assert json.loads(json.dumps(state)) == state
-
-
-def test_daily_window_is_the_query_day_and_the_days_before_it() -> None:
-    windows = DailyWindows((1, 7))
-    state = windows.empty()
-    windows.add(state, 0, 1.0)  # day 0, 00:00
-    windows.add(state, DAY_MS - 1, 2.0)  # day 0, 23:59:59.999
-    windows.add(state, 6 * DAY_MS + 5, 4.0)  # day 6
-    assert state["d"] == [0, 6]
-    assert windows.query(state, DAY_MS - 1) == [(2, 3.0), (2, 3.0)]
-    assert windows.query(state, 6 * DAY_MS + 9) == [(1, 4.0), (3, 7.0)]
-    assert windows.query(state, 7 * DAY_MS) == [(0, 0.0), (1, 4.0)]  # day 0 has left the 7-day window
-
-
-def test_daily_buckets_ignore_arrival_order_and_drop_old_days() -> None:
-    in_order, late = DailyWindows((3,)), DailyWindows((3,))
-    s1, s2 = in_order.empty(), late.empty()
-    times = [0, DAY_MS, 2 * DAY_MS + 1, 2 * DAY_MS + 2]
-    for t in times:
-        in_order.add(s1, t, 1.0)
-    for t in (times[2], times[0], times[3], times[1]):
-        late.add(s2, t, 1.0)
-    assert s1 == s2 and in_order.query(s1, 2 * DAY_MS + 3) == [(4, 4.0)]
-    for day in range(3, 40):
-        in_order.add(s1, day * DAY_MS, 1.0)
-    assert len(s1["d"]) <= 4
-    assert in_order.query(s1, 39 * DAY_MS) == [(3, 3.0)]
-    assert json.loads(json.dumps(s1)) == s1

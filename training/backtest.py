@@ -33,7 +33,7 @@ def score(fs: FeatureSet, sources: Sequence[Source], model_uri: str) -> tuple[pd
     model = mlflow.pyfunc.load_model(model_uri)
     name, version = resolve_version(model_uri)
     history = replay.load(fs, sources)
-    rows = [row for outcome in replay.run(fs, history.events) for row in outcome.rows]
+    rows = [row for outcome in replay.run(fs, history) for row in outcome.rows]
     if not rows:
         raise ValueError("the sources produced no feature rows to score")
     frame = pd.DataFrame(rows)

@@ -3,19 +3,32 @@
 A run is identified by the FeatureSet version and a content hash of its inputs. A completed
 run is not repeated; an interrupted one is replayed from the start (state must be rebuilt in
 order anyway) and only the rows it had not yet written are added.
+
+With `workers` > 1 the events are split into that many shards by the hash of their Kafka key
+(`training.replay.Shard`): each worker process replays one shard, with each key's events whole
+and in order, into a DuckDB file of its own, and the run then copies those into the target.
+The rows are the ones a single worker writes, row for row; the work spreads over the cores.
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import shutil
+import tempfile
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
-from features.featureset import FeatureSet
+import duckdb
+
+from features.featureset import FeatureSet, LocalRunner
 from training import replay, store
-from training.replay import Source
+from training.replay import Shard, Source
 from training.sources import count_events, fingerprint
 
 Progress = Callable[[str, int, int], None]
@@ -33,10 +46,19 @@ class MaterializeReport:
     dead_letters: int
     skipped: bool
     seconds: float
+    duplicates: int = 0
+    workers: int = 1
 
     @property
     def events_per_second(self) -> float:
         return self.events_read / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class _ShardResult:
+    read: int
+    events: int
+    duplicates: int
 
 
 def materialize(
@@ -45,10 +67,13 @@ def materialize(
     db_path: str | Path,
     progress: Progress | None = None,
     force: bool = False,
+    workers: int = 1,
 ) -> MaterializeReport:
-    """Replay `sources` through `featureset` into the DuckDB file at `db_path`."""
+    """Replay `sources` through `featureset` into the DuckDB file at `db_path`, on `workers` processes."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     started = datetime.now(UTC).replace(tzinfo=None)
-    clock = datetime.now()
+    clock = time.perf_counter()
     replay.check(featureset, sources)
     input_fp = fingerprint([s.path for s in sources])
     con = store.connect(db_path)
@@ -62,34 +87,17 @@ def materialize(
         if done and not force:
             return MaterializeReport(featureset.name, featureset.version, input_fp, done[0], 0, 0, done[3], True, 0.0)
         total = sum(count_events(s.path) for s in sources)
-        gc.disable()  # millions of long-lived events: cyclic GC passes would dominate the run
-        history = replay.load(
-            featureset, sources, None if progress is None else lambda n: progress("validate", n, total)
-        )
         names = store.table_names(featureset.name)
-        version = {"featureset_version": featureset.version}
-        rows = store.TableWriter(con, names["features"], featureset.columns, version)
-        labels = store.TableWriter(con, names["labels"], featureset.label_columns)
-        dead = store.TableWriter(con, names["dead_letters"], store.DEAD_LETTER_COLUMNS, version)
-        for letter in history.dead_letters:
-            dead.add(store.dead_letter_row(letter))
-        dead.flush()
-        n = len(history.events)
-        for i, outcome in enumerate(replay.run(featureset, history.events), start=1):
-            for row in outcome.rows:
-                rows.add(row)
-            for label in outcome.labels:
-                labels.add(label)
-            for letter in outcome.dead_letters:
-                dead.add(store.dead_letter_row(letter))
-            if progress is not None and i % 10_000 == 0:
-                progress("features", 10_000, n)
-        if progress is not None:
-            progress("features", n % 10_000, n)
-        rows.flush()
-        labels.flush()
-        dead.flush()
-        seconds = (datetime.now() - clock).total_seconds()
+        before = {kind: _count(con, table) for kind, table in names.items()}
+        reporter = _Reporter(progress, total)
+        runner = LocalRunner(featureset)
+        fed = _replay_into(con, featureset, sources, "feed", Shard(), runner, reporter)
+        if workers == 1:
+            result = _replay_into(con, featureset, sources, "events", Shard(), runner, reporter)
+        else:
+            result = _parallel(con, featureset, sources, workers, runner, progress, total)
+        written = {kind: _count(con, table) - before[kind] for kind, table in names.items()}
+        seconds = time.perf_counter() - clock
         con.execute(
             "INSERT OR REPLACE INTO materializations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, true)",
             [
@@ -98,23 +106,192 @@ def materialize(
                 input_fp,
                 started,
                 datetime.now(UTC).replace(tzinfo=None),
-                history.read,
-                rows.written,
-                labels.written,
-                dead.written,
+                fed.read,
+                written["features"],
+                written["labels"],
+                written["dead_letters"],
             ],
         )
         return MaterializeReport(
             featureset.name,
             featureset.version,
             input_fp,
-            history.read,
-            rows.written,
-            labels.written,
-            dead.written,
+            fed.read,
+            written["features"],
+            written["labels"],
+            written["dead_letters"],
             False,
             seconds,
+            fed.duplicates + result.duplicates,
+            workers,
         )
     finally:
-        gc.enable()
         con.close()
+
+
+class _Reporter:
+    """Progress of one replay: to the caller's callback, or to counters a parent process reads."""
+
+    def __init__(
+        self, progress: Progress | None, total: int, counters: dict[str, Synchronized[int]] | None = None
+    ) -> None:
+        self.progress = progress
+        self.total = total
+        self.counters = counters
+
+    def __call__(self, step: str, n: int, total: int) -> None:
+        if self.counters is not None:
+            with self.counters[step].get_lock():
+                self.counters[step].value += n
+        elif self.progress is not None:
+            self.progress(step, n, total)
+
+
+def _replay_into(
+    con: duckdb.DuckDBPyConnection,
+    featureset: FeatureSet,
+    sources: Sequence[Source],
+    part: replay.Part,
+    shard: Shard,
+    runner: LocalRunner,
+    report: _Reporter,
+) -> _ShardResult:
+    """Replay one part of the sources (the feed, or one shard of the events) through `runner`
+    into the tables of `con`."""
+    gc.disable()  # millions of long-lived events: cyclic GC passes would dominate the run
+    try:
+        count = (lambda n: report("validate", n, report.total)) if part == "events" and shard.index == 0 else None
+        history = replay.load(featureset, sources, count, shard, part)
+        names = store.table_names(featureset.name)
+        version = {"featureset_version": featureset.version}
+        rows = store.TableWriter(con, names["features"], featureset.columns, version)
+        labels = store.TableWriter(con, names["labels"], featureset.label_columns)
+        dead = store.TableWriter(con, names["dead_letters"], store.DEAD_LETTER_COLUMNS, version)
+        for letter in history.dead_letters:
+            dead.add(store.dead_letter_row(letter))
+        dead.flush()
+        n = len(history.events) + len(history.feed)
+        duplicates = 0
+        for i, outcome in enumerate(replay.run(featureset, history, runner), start=1):
+            for row in outcome.rows:
+                rows.add(row)
+            for label in outcome.labels:
+                labels.add(label)
+            for letter in outcome.dead_letters:
+                dead.add(store.dead_letter_row(letter))
+            duplicates += outcome.duplicate
+            if i % 10_000 == 0:
+                report("features", 10_000, n)
+        report("features", n % 10_000, n)
+        rows.flush()
+        labels.flush()
+        dead.flush()
+        return _ShardResult(read=history.read, events=n, duplicates=duplicates)
+    finally:
+        gc.enable()
+
+
+def _parallel(
+    con: duckdb.DuckDBPyConnection,
+    featureset: FeatureSet,
+    sources: Sequence[Source],
+    workers: int,
+    runner: LocalRunner,
+    progress: Progress | None,
+    total: int,
+) -> _ShardResult:
+    """Replay `workers` shards of the events in forked processes, each with a copy of `runner`
+    (its tables folded already) and into its own DuckDB file, then copy them in."""
+    context = multiprocessing.get_context("fork")
+    counters = {step: context.Value("q", 0) for step in ("validate", "features")}
+    scratch = Path(tempfile.mkdtemp(prefix="samestream-shards-"))
+    results = context.Queue()
+    try:
+        processes = [
+            context.Process(
+                target=_shard_worker,
+                args=(
+                    featureset,
+                    sources,
+                    Shard(i, workers),
+                    runner,
+                    scratch / f"shard-{i}.duckdb",
+                    counters,
+                    total,
+                    results,
+                ),
+                name=f"materialize-shard-{i}",
+            )
+            for i in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        outcomes: dict[int, _ShardResult | str] = {}
+        shown = {step: 0 for step in counters}
+        while len(outcomes) < workers:
+            while not results.empty():
+                index, outcome = results.get()
+                outcomes[index] = outcome
+            if progress is not None:
+                for step, counter in counters.items():
+                    value = counter.value
+                    if value > shown[step]:
+                        progress(step, value - shown[step], total)
+                        shown[step] = value
+            if len(outcomes) < workers and all(not p.is_alive() for p in processes) and results.empty():
+                break
+            time.sleep(0.1)
+        for process in processes:
+            process.join()
+        failed = [f"shard {i}: {outcome}" for i, outcome in sorted(outcomes.items()) if isinstance(outcome, str)]
+        lost = [f"shard {i}: exited with code {p.exitcode}" for i, p in enumerate(processes) if i not in outcomes]
+        if failed or lost:
+            raise RuntimeError("materialize workers failed: " + "; ".join(failed + lost))
+        for i in range(workers):
+            _copy_shard(con, featureset, scratch / f"shard-{i}.duckdb")
+        done = [o for o in outcomes.values() if isinstance(o, _ShardResult)]
+        return _ShardResult(
+            read=max(o.read for o in done),
+            events=sum(o.events for o in done),
+            duplicates=sum(o.duplicates for o in done),
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _shard_worker(
+    featureset: FeatureSet,
+    sources: Sequence[Source],
+    shard: Shard,
+    runner: LocalRunner,
+    path: Path,
+    counters: dict[str, Synchronized[int]],
+    total: int,
+    results: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
+    """One worker: its shard into its own DuckDB file; the result (or the error) onto `results`."""
+    try:
+        con = store.connect(path)
+        try:
+            store.ensure_tables(con, featureset)
+            reporter = _Reporter(None, total, counters)
+            result: _ShardResult | str = _replay_into(con, featureset, sources, "events", shard, runner, reporter)
+        finally:
+            con.close()
+    except Exception as exc:  # reported by the parent, which fails the run with it
+        result = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+    results.put((shard.index, result))
+
+
+def _copy_shard(con: duckdb.DuckDBPyConnection, featureset: FeatureSet, path: Path) -> None:
+    """Insert a shard's rows, labels and dead letters into the target tables (nothing twice)."""
+    con.execute(f"ATTACH '{path}' AS shard (READ_ONLY)")
+    try:
+        for table in store.table_names(featureset.name).values():
+            con.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM shard.{table}")
+    finally:
+        con.execute("DETACH shard")
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

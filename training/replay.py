@@ -1,9 +1,15 @@
-"""The batch driver: history replayed through a FeatureSet in event-time order.
+"""The batch driver: history replayed through a FeatureSet in the replay order of `features.order`.
 
-Every event of every file is validated first; the valid ones are sorted by event time (ties
-broken by the FeatureSet's kind order, then by input order) and run one by one through the
-same stages the stream driver runs, with in-memory state. Sorting is what gives each key's
-state the order the live stream gives it.
+Every event of every file is validated first. The tables' feed (fraud: the labels) is folded
+first, in feed order, so every table is complete; then the other events, sorted by event time
+(ties broken by the FeatureSet's kind order, then by input order), run one by one through the
+same stages the stream driver runs, with in-memory state, reading the tables as of their time.
+Sorting is what gives each key's state the order the live stream gives it.
+
+The events of a replay can be split into shards (`Shard`): the events whose Kafka key hashes to
+one, as Kafka's default partitioner assigns keys to partitions, each key's events whole, so
+shards run in separate processes, each after the same folded feed, and together make exactly
+the rows of one replay.
 
 History larger than memory is sorted externally: every `SPILL_EVENTS` validated events are
 sorted and written to a temporary file (each event as the JSON the stream carries, so nothing
@@ -18,13 +24,16 @@ import shutil
 import struct
 import tempfile
 import weakref
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 
 from features.featureset import DeadLetter, FeatureSet, InvalidEvent, LocalRunner, Outcome
+from features.order import OrderKey, order_key
 from training.sources import check_source, read_payloads
 
 
@@ -59,8 +68,8 @@ class SortedEvents:
         self._directory: Path | None = None
         self._size = 0
 
-    def add(self, time_ms: int, rank: int, read: int, event: msgspec.Struct) -> None:
-        self._memory.append((time_ms, rank, read, event))
+    def add(self, key: OrderKey, event: msgspec.Struct) -> None:
+        self._memory.append((*key, event))
         self._size += 1
         if len(self._memory) >= SPILL_EVENTS:
             self._spill()
@@ -105,11 +114,37 @@ class SortedEvents:
 
 @dataclass
 class Replay:
-    """Validated history ready to run: events in order, dead letters aside."""
+    """Validated history ready to run: the feed and the events in order, dead letters aside."""
 
+    feed: SortedEvents
     events: SortedEvents
     dead_letters: list[DeadLetter]
     read: int
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The `index`-th of `count` shards of a replay's events, split by the hash of their Kafka key."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index} of {self.count} does not exist")
+
+    def holds(self, key: str | None) -> bool:
+        """Whether an event keyed `key` is this shard's: CRC32 modulo the count, librdkafka's
+        default partitioner, so shard i holds what partition i of a topic holds. An event
+        without a readable key (it will be a dead letter) is the first shard's."""
+        if self.count == 1:
+            return True
+        if key is None:
+            return self.index == 0
+        return zlib.crc32(key.encode()) % self.count == self.index
+
+
+Part = Literal["all", "feed", "events"]
 
 
 def sources_in(files: Mapping[str, str], folder: Path) -> list[Source]:
@@ -138,34 +173,69 @@ def check(featureset: FeatureSet, sources: Sequence[Source]) -> None:
             )
 
 
-def load(featureset: FeatureSet, sources: Sequence[Source], advance: Callable[[int], None] | None = None) -> Replay:
-    """Read and validate every source; return the valid events in replay order."""
+def load(
+    featureset: FeatureSet,
+    sources: Sequence[Source],
+    advance: Callable[[int], None] | None = None,
+    shard: Shard = Shard(),
+    part: Part = "all",
+) -> Replay:
+    """Read and validate the sources of `part` (the feed's, the events', or all); return the
+    valid events in replay order, only those of `shard` among the events."""
     check(featureset, sources)
-    events = SortedEvents(featureset)
+    feed, events = SortedEvents(featureset), SortedEvents(featureset)
     dead: list[DeadLetter] = []
     read = 0
-    order = featureset.kind_order
+    sniff = _key_sniffer(featureset) if shard.count > 1 else None
     for source in sources:
-        rank = order[source.kind]
         source_name = str(source.path.name)
+        is_feed = source.kind in featureset.feed_kinds
+        skip = (part == "feed" and not is_feed) or (part == "events" and is_feed)
         for position, payload in read_payloads(source.path):
             read += 1
+            if advance is not None and read % 10_000 == 0:
+                advance(10_000)
+            if skip or (sniff is not None and not is_feed and not shard.holds(sniff(payload))):
+                continue
             try:
                 event = featureset.parse(source.kind, payload)
             except InvalidEvent as exc:
-                dead.append(featureset.dead_letter(source_name, position, source.kind, exc.reason, payload))
-            else:
-                events.add(featureset.event_time_ms(event), rank, read, event)
-            if advance is not None and read % 10_000 == 0:
-                advance(10_000)
+                if is_feed or sniff is not None or shard.holds(None):
+                    dead.append(featureset.dead_letter(source_name, position, source.kind, exc.reason, payload))
+                continue
+            if is_feed:
+                feed.add(order_key(featureset, source.kind, event, read), event)
+            elif sniff is not None or shard.holds(featureset.message_key(event)):
+                events.add(order_key(featureset, source.kind, event, read), event)
     if advance is not None:
         advance(read % 10_000)
-    return Replay(events=events, dead_letters=dead, read=read)
+    return Replay(feed=feed, events=events, dead_letters=dead, read=read)
 
 
-def run(featureset: FeatureSet, events: SortedEvents) -> Iterator[Outcome]:
-    """Run the events through a fresh in-memory state; a dead letter of a stage says
-    `replay`, `event <n>`: the n-th event read, counting over the files in the order given."""
-    runner = LocalRunner(featureset)
-    for read, event in events.numbered():
+def _key_sniffer(featureset: FeatureSet) -> Callable[[bytes | dict[str, Any]], str | None] | None:
+    """Reads an event's Kafka key without validating the event, so a shard parses only its own
+    events; None where the key needs the whole event (no raw partition key)."""
+    field = featureset.partition_key
+    if field is None:
+        return None
+    decode = msgspec.json.Decoder(msgspec.defstruct("Key", [(field, str | None, None)])).decode
+
+    def sniff(payload: bytes | dict[str, Any]) -> str | None:
+        try:
+            value = getattr(decode(payload), field) if isinstance(payload, bytes) else payload.get(field)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return value if isinstance(value, str) else None
+
+    return sniff
+
+
+def run(featureset: FeatureSet, history: Replay, runner: LocalRunner | None = None) -> Iterator[Outcome]:
+    """Fold the feed, then run the events, through `runner` (fresh in-memory state by default);
+    a dead letter of a stage says `replay`, `event <n>`: the n-th event read, counting over the
+    files in the order given."""
+    runner = runner or LocalRunner(featureset)
+    for read, event in history.feed.numbered():
+        yield runner.run(event, "replay", f"event {read}")
+    for read, event in history.events.numbered():
         yield runner.run(event, "replay", f"event {read}")

@@ -1,13 +1,19 @@
-"""Fraud features: merchant risk from delayed labels, then the customer's payment history.
+"""Fraud features: the customer's payment history, then merchant risk from delayed labels.
 
-Two keyed stages. The merchant stage sees payments and labels of one merchant in event-time
-order and attaches the merchant's fraud rate as known at the payment's time (only labels whose
-`known_at` is not after the payment count: the feedback delay is explicit), over whole UTC days:
-a 7-day window is the payment's day and the six before it. The customer stage
-attaches the customer's history: time since the last payment, distance and implied speed from
-it, the amount against the running mean and deviation, and counts and spend over 1 h, 1 d,
-7 d and 30 d. Raw identifiers never reach a stage: they are pseudonymized first, so state keys,
-changelogs and repartition topics hold pseudonyms only.
+Payments arrive keyed by the raw customer id, as payment systems key them; the first step
+pseudonymizes it and re-keys 1:1 to the pseudonym, so one customer's payments reach the one
+keyed stage from one partition, in order. The customer stage attaches the customer's history:
+time since the last payment, distance and implied speed from it, the amount against the running
+mean and deviation, and counts and spend over 1 h, 1 d, 7 d and 30 d; a repeated payment id is
+dropped before it touches that history.
+
+Merchant risk is another entity's feature, so it comes from the `merchant-risk` table
+(`features.tables`): labels and frauds per merchant and UTC day, built from the label feed (one
+ordered log of the labels, in the order they became known). A payment at time t reads the days
+before the day of t - 1 h: labels known before that day's start, over 1, 7 and 30 days. A day is
+final once the feed has carried a label known an hour after its end; a label that arrives for a
+day already final counts in the first open day. Raw identifiers never reach a stage or a table:
+state keys, changelogs and repartition topics hold pseudonyms only.
 """
 
 from __future__ import annotations
@@ -26,15 +32,29 @@ from features.fraud.lookups import CATEGORIES, EUR_PER_UNIT, Merchant
 from features.fraud.schemas import FraudLabel, Payment
 from features.geo import haversine_km
 from features.state import State
-from features.windows import DAY_MS, HOUR_MS, DailyWindows, Windows
+from features.tables import DailyTable, TableView, Watermark
+from features.windows import DAY_MS, HOUR_MS, Windows
 
 CHANNELS: tuple[str, ...] = ("pos", "contactless", "online", "atm")
 SPEND_WINDOWS = {"1h": HOUR_MS, "1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
-LABEL_WINDOWS_DAYS = {"7d": 7, "30d": 30}
+RISK_WINDOWS_DAYS = {"1d": 1, "7d": 7, "30d": 30}
+LABEL_GRACE_MS = HOUR_MS
+"""How late a label may arrive for its day, and how far behind a payment the days it reads end."""
 RECENT_DEVICES = 8
 MAX_SPEED_KMH = 20_000.0
 RISK_PRIOR = 0.01
 RISK_PRIOR_WEIGHT = 20.0
+
+MERCHANT_RISK = DailyTable(
+    name="merchant-risk",
+    kinds=("label",),
+    columns=("labels", "frauds"),
+    entity=lambda label: str(label["merchant_id"]),
+    values=lambda label: (1.0, 1.0 if label["is_fraud"] else 0.0),
+    event_id=lambda label: str(label["payment_id"]),
+    grace_ms=LABEL_GRACE_MS,
+)
+"""Labels and frauds per merchant and day, from the label feed."""
 
 FEATURES: tuple[str, ...] = (
     "log_amount",
@@ -55,9 +75,9 @@ FEATURES: tuple[str, ...] = (
     *(f"log_spend_{w}" for w in SPEND_WINDOWS),
     "new_device",
     "new_ip",
-    "merchant_fraud_rate_30d",
-    "merchant_frauds_7d",
-    "merchant_log_labels_30d",
+    *(f"merchant_fraud_rate_{w}" for w in RISK_WINDOWS_DAYS),
+    *(f"merchant_frauds_{w}" for w in RISK_WINDOWS_DAYS),
+    *(f"merchant_log_labels_{w}" for w in RISK_WINDOWS_DAYS),
     "email_matches_name",
     "reference_has_pii",
 )
@@ -76,8 +96,15 @@ class FraudFeatureSet(FeatureSet):
     """
 
     name: ClassVar[str] = "fraud"
-    schemas: ClassVar[Mapping[str, type[msgspec.Struct]]] = {"payment": Payment, "label": FraudLabel}
-    kind_order: ClassVar[Mapping[str, int]] = {"label": 0, "payment": 1}
+    schemas: ClassVar[Mapping[str, type[msgspec.Struct]]] = {
+        "payment": Payment,
+        "label": FraudLabel,
+        "watermark": Watermark,
+    }
+    kind_order: ClassVar[Mapping[str, int]] = {"label": 0, "watermark": 0, "payment": 1}
+    partition_key: ClassVar[str | None] = "customer_id"
+    tables: ClassVar[tuple[DailyTable, ...]] = (MERCHANT_RISK,)
+    feed: ClassVar[str] = "label-events"
     policies: ClassVar[Mapping[str, Policy]] = {
         "payment_id": Policy.KEEP,
         "ts": Policy.KEEP,
@@ -124,17 +151,15 @@ class FraudFeatureSet(FeatureSet):
         self.merchants = merchants
         self.pseudonym = Pseudonymizer(secret)
         self._spend = Windows(tuple(SPEND_WINDOWS.values()))
-        self._labels = DailyWindows(tuple(LABEL_WINDOWS_DAYS.values()))
-        self._stages = (
-            Stage("merchant", _merchant_key, self._merchant_stage),
-            Stage("customer", _customer_key, self._customer_stage),
-        )
+        self._stages = (Stage("customer", _customer_key, self._customer_stage, event_id=_payment_id),)
 
     @property
     def stages(self) -> tuple[Stage, ...]:
         return self._stages
 
     def check(self, event: msgspec.Struct) -> None:
+        if isinstance(event, Watermark):
+            return
         merchant_id = event.merchant_id  # type: ignore[attr-defined]
         if merchant_id not in self.merchants:
             raise InvalidEvent(f"unknown reference: merchant_id {merchant_id!r} is not in the merchant reference")
@@ -144,9 +169,11 @@ class FraudFeatureSet(FeatureSet):
             )
 
     def event_time_ms(self, event: msgspec.Struct) -> int:
-        return to_ms(event.ts if isinstance(event, Payment) else event.known_at)  # type: ignore[attr-defined]
+        return to_ms(event.known_at if isinstance(event, FraudLabel) else event.ts)  # type: ignore[attr-defined]
 
     def depersonalize(self, event: msgspec.Struct) -> Record:
+        if isinstance(event, Watermark):
+            return {"kind": "watermark", "t": to_ms(event.ts)}
         if isinstance(event, FraudLabel):
             return {
                 "kind": "label",
@@ -182,20 +209,21 @@ class FraudFeatureSet(FeatureSet):
             return []
         return [{"payment_id": record["payment_id"], "is_fraud": record["is_fraud"], "known_at": record["t"]}]
 
-    def _merchant_stage(self, record: Record, state: State) -> list[Record]:
-        """Merchant risk as known at the payment's time; labels only update it."""
-        labels = state.get("labels") or self._labels.empty()
-        if record["kind"] == "label":
-            self._labels.add(labels, record["t"], 1.0 if record["is_fraud"] else 0.0)
-            state.set("labels", labels)
-            return []
-        (_, frauds_7d), (labels_30d, frauds_30d) = self._labels.query(labels, record["t"])
-        record["merchant_fraud_rate_30d"] = (frauds_30d + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (
-            labels_30d + RISK_PRIOR_WEIGHT
-        )
-        record["merchant_frauds_7d"] = frauds_7d
-        record["merchant_log_labels_30d"] = log1p(labels_30d)
-        return [record]
+    def attach(self, row: Record, views: Mapping[str, TableView]) -> Record:
+        """Merchant risk as known before the start of the day of the payment's time minus the grace.
+
+        The rate is shrunk towards a prior so that a quiet merchant's few labels still move it
+        without one label making it 1.0.
+        """
+        through = MERCHANT_RISK.as_of_day(row["event_time"])
+        windows = views[MERCHANT_RISK.name].windows(row["merchant_id"], through, tuple(RISK_WINDOWS_DAYS.values()))
+        for name, (labels, frauds) in zip(RISK_WINDOWS_DAYS, windows, strict=True):
+            row[f"merchant_fraud_rate_{name}"] = (frauds + RISK_PRIOR * RISK_PRIOR_WEIGHT) / (
+                labels + RISK_PRIOR_WEIGHT
+            )
+            row[f"merchant_frauds_{name}"] = frauds
+            row[f"merchant_log_labels_{name}"] = log1p(labels)
+        return row
 
     def _customer_stage(self, record: Record, state: State) -> list[Record]:
         """The customer's history before this payment, then the payment joins that history."""
@@ -254,9 +282,6 @@ class FraudFeatureSet(FeatureSet):
             **{f"log_spend_{w}": log1p(max(0.0, s)) for w, (_, s) in zip(SPEND_WINDOWS, spend, strict=True)},
             "new_device": float(last is not None and record["device"] not in history["device"]),
             "new_ip": float(last is not None and record["ip"] not in history["ip"]),
-            "merchant_fraud_rate_30d": record["merchant_fraud_rate_30d"],
-            "merchant_frauds_7d": record["merchant_frauds_7d"],
-            "merchant_log_labels_30d": record["merchant_log_labels_30d"],
             "email_matches_name": float(record["email_matches_name"]),
             "reference_has_pii": float(record["reference_pii"] > 0),
         }
@@ -285,12 +310,12 @@ _CHANNEL_ONE_HOT = _one_hot("channel", CHANNELS)
 _CATEGORY_ONE_HOT = _one_hot("category", (*CATEGORIES, "other"))
 
 
-def _merchant_key(record: Record) -> str:
-    return str(record["merchant_id"])
-
-
 def _customer_key(record: Record) -> str:
     return str(record["customer"])
+
+
+def _payment_id(record: Record) -> str:
+    return str(record["payment_id"])
 
 
 def _remember(recent: list[Any], value: Any) -> None:

@@ -161,6 +161,7 @@ class LoanFeatureSet(FeatureSet):
     }
     entity_column: ClassVar[str] = "customer_key"
     row_id: ClassVar[str] = "application_id"
+    partition_key: ClassVar[str | None] = "customer_id"
     modules = (schemas_module, lookups_module, fraud_schemas_module, fraud_lookups_module)
 
     def __init__(self, master_scale: MasterScale, secret: str = DEV_SECRET) -> None:
@@ -170,7 +171,7 @@ class LoanFeatureSet(FeatureSet):
         self._contacts = Windows(tuple(CONTACT_WINDOWS.values()))
         self._spend = Windows(tuple(SPEND_WINDOWS.values()))
         self._long = Windows((LONG_WINDOW_MS,))
-        self._stages = (Stage("customer", _customer_key, self._customer_stage),)
+        self._stages = (Stage("customer", _customer_key, self._customer_stage, event_id=_event_id),)
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -205,6 +206,7 @@ class LoanFeatureSet(FeatureSet):
             return {
                 "kind": "payment",
                 "t": to_ms(event.ts),
+                "id": event.payment_id,
                 "customer": customer,
                 "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency], 2),
                 "cash": event.channel == "atm",
@@ -213,6 +215,7 @@ class LoanFeatureSet(FeatureSet):
             return {
                 "kind": "application",
                 "t": to_ms(event.ts),
+                "id": event.application_id,
                 "customer": customer,
                 "application_id": event.application_id,
                 "age_band": _age_band(_age(event.date_of_birth, event.ts)),
@@ -229,6 +232,7 @@ class LoanFeatureSet(FeatureSet):
             return {
                 "kind": "credit_score",
                 "t": to_ms(event.ts),
+                "id": event.report_id,
                 "customer": customer,
                 "score": event.score,
                 "delinquencies": event.delinquencies_12m,
@@ -238,6 +242,7 @@ class LoanFeatureSet(FeatureSet):
             return {
                 "kind": "engagement",
                 "t": to_ms(event.ts),
+                "id": event.engagement_id,
                 "customer": customer,
                 "action": event.action,
                 "accepted": bool(event.accepted),
@@ -246,6 +251,7 @@ class LoanFeatureSet(FeatureSet):
         return {
             "kind": "outcome",
             "t": to_ms(event.known_at),
+            "id": event.application_id,
             "customer": customer,
             "application_id": event.application_id,
             "accepted": event.accepted,
@@ -378,6 +384,11 @@ _CHANNEL_ONE_HOT = _one_hot("channel", CHANNELS)
 
 def _customer_key(record: Record) -> str:
     return str(record["customer"])
+
+
+def _event_id(record: Record) -> str:
+    """An event's id within its kind (an outcome shares its application's id)."""
+    return f"{record['kind']}:{record['id']}"
 
 
 def _first(entry: list[Any]) -> Any:
