@@ -30,8 +30,9 @@ from tests.conftest import LOAN_CANARIES, LOAN_NEEDLES, LoanPipeline, sources
 from tests.kafka_helpers import require_broker
 from tests.live_fixtures import read_topic, unique_prefix, wait_for
 from training import replay
+from training.harness import windows_for
+from training.jobs.loan import LoanTask, load_loan_splits
 from training.loan_policy import acceptance_matrix, align_truth, baselines, load_truth, truth_value
-from training.loan_train import load_loan_splits
 from training.materialize import materialize
 from training.replay import Source
 from training.simulators.loan import simulate_loan
@@ -210,7 +211,7 @@ def test_models_are_registered_with_aliases_signature_and_pricing(loan_pipeline:
             "test_ev_truth",
             "test_ev_offline",
         } <= run.data.metrics.keys()
-        plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+        plots = {a.path for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".png")}
         assert {"calibration.png", "roc_curve.png", "policy_value.png", "acceptance_by_rate.png"} <= plots
         assert run.data.metrics["test_roc_auc"] > runs["rate_only_logistic"].data.metrics["test_roc_auc"] + 0.05
 
@@ -218,7 +219,8 @@ def test_models_are_registered_with_aliases_signature_and_pricing(loan_pipeline:
 def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(loan_pipeline: LoanPipeline, client) -> None:
     """The champion's rates, recomputed from the registered model, against every fixed rate."""
     policy = PricingPolicy()
-    test = load_loan_splits(loan_pipeline.db, loan_pipeline.fs).test
+    windows = windows_for(loan_pipeline.db, loan_pipeline.fs, LoanTask.window_days)
+    test = load_loan_splits(loan_pipeline.db, loan_pipeline.fs, windows).test
     truth = align_truth(load_truth(loan_pipeline.sim.ground_truth), test)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     model = pyfunc.unwrap_python_model()
