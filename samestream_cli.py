@@ -18,9 +18,11 @@ warnings.filterwarnings(
     "ignore", message="The httpx module is deprecated", category=authlib.deprecate.AuthlibDeprecationWarning
 )
 
-# MLflow's progress notes (creating tables, an experiment, a model) are INFO lines on stderr; the
-# commands print their own summary. MLFLOW_LOGGING_LEVEL=INFO brings them back.
+# MLflow's progress notes (creating tables, an experiment, a model) are INFO lines on stderr, and
+# it draws a progress bar for every artifact it downloads; the commands print their own summary.
+# MLFLOW_LOGGING_LEVEL=INFO and MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true bring them back.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from serving.cli import app as serving_app  # noqa: E402
 from training.cli import app as training_app  # noqa: E402

@@ -242,6 +242,31 @@ def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(loan_pipeline: LoanP
     assert champion.test["uplift_vs_best_fixed_truth"] > 0.2
 
 
+def test_backtest_scores_applications_at_the_rate_offered_or_the_rate_given(
+    loan_pipeline: LoanPipeline, client
+) -> None:
+    from datetime import timedelta
+
+    from features.loan import RATE_FEATURE
+    from training.backtest import score
+
+    start = loan_pipeline.report.windows.test_start
+    window = (start, start + timedelta(days=7))
+    files = sources(loan_pipeline.sim.files)
+    offered = score(loan_pipeline.fs, files, f"models:/{MODEL}@champion", *window)
+    assert offered.without_inputs == 0 and offered.outside_window > 0 and len(offered.scores) > 0
+    rows = offered.scores
+    assert rows["event_time"].between(pd.Timestamp(window[0]), pd.Timestamp(window[1]), inclusive="left").all()
+    assert rows[RATE_FEATURE].nunique() > 5 and rows["score"].between(0, 1).all()
+    at_rate = score(loan_pipeline.fs, files, f"models:/{MODEL}@champion", *window, supplied={RATE_FEATURE: 0.08})
+    assert (at_rate.scores[RATE_FEATURE] == 0.08).all() and len(at_rate.scores) == len(rows)
+    same = (rows[RATE_FEATURE] - 0.08).abs() < 1e-9
+    assert same.any() and np.allclose(rows["score"][same], at_rate.scores["score"][same])
+    without_outcomes = [s for s in files if s.kind != "outcome"]
+    with pytest.raises(ValueError, match="--rate"):
+        score(loan_pipeline.fs, without_outcomes, f"models:/{MODEL}@champion", *window)
+
+
 def test_canary_personal_data_never_reaches_duckdb_mlflow_or_logs(loan_pipeline: LoanPipeline) -> None:
     con = duckdb.connect(str(loan_pipeline.db), read_only=True)
     try:

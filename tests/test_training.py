@@ -124,7 +124,7 @@ def test_backtest_scores_only_the_window_asked_for(fraud_pipeline: Pipeline, cli
     assert week["event_time"].min() >= pd.Timestamp("2026-02-01")
     assert week["event_time"].max() < pd.Timestamp("2026-02-08")
     assert set(week["model_version"]) == {
-        client.get_model_version_by_alias(fraud_pipeline.model_name, "champion").version
+        str(client.get_model_version_by_alias(fraud_pipeline.model_name, "champion").version)
     }
 
 
