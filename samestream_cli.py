@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
+import authlib.deprecate
 import typer
 from rich.console import Console
 
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")  # raised by a dependency of mlflow
+# quixstreams imports confluent-kafka's schema-registry client, which imports authlib's httpx
+# integration, which warns that it is deprecated: nothing a user of this command can act on.
+# authlib's own module installs an "always" filter for its warnings when first imported, so
+# the "ignore" filter goes after that import, scoped to that category and message.
+warnings.filterwarnings(
+    "ignore", message="The httpx module is deprecated", category=authlib.deprecate.AuthlibDeprecationWarning
+)
+
+# MLflow's progress notes (creating tables, an experiment, a model) are INFO lines on stderr, and
+# it draws a progress bar for every artifact it downloads; the commands print their own summary.
+# MLFLOW_LOGGING_LEVEL=INFO and MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true bring them back.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from serving.cli import app as serving_app  # noqa: E402
 from training.cli import app as training_app  # noqa: E402

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 from features.usecases import build_featureset, get_use_case
-from training.candidates import CANDIDATES
+from training.harness import windows_for
 from training.jobs import get_job
 from training.materialize import materialize
 from training.replay import sources_in
-from training.train import load_splits
 
 
 def main() -> None:
@@ -44,18 +43,20 @@ def main() -> None:
         fs = build_featureset(args.use_case, folder, "bench-secret")
         db = Path(tmp) / "bench.duckdb"
         materialize(fs, sources_in(get_use_case(args.use_case).files, folder), db)
-        data = load_splits(db, fs)
-        x = data.train[list(fs.feature_names)].to_numpy(dtype="float64")
+        task = job.task(fs, db, folder)
+        data = task.load(db, windows_for(db, fs, task.window_days))
+        x = data.train[list(task.inputs())].to_numpy(dtype="float64")
         y = data.train["label"].to_numpy()
         print(f"command: python {' '.join(sys.argv)}")
         print(f"training rows: {len(x):,}, features: {x.shape[1]}")
         print("| use case | candidate | median fit s | min | max |")
         print("|---|---|---:|---:|---:|")
-        for name, make in CANDIDATES.items():
+        for name in task.candidates(7):
             seconds = []
             for _ in range(args.repeats):
+                estimator = task.candidates(7)[name]
                 started = time.perf_counter()
-                make(7).fit(x, y)
+                estimator.fit(x, y)
                 seconds.append(time.perf_counter() - started)
             figures = (statistics.median(seconds), min(seconds), max(seconds))
             print(f"| {args.use_case} | {name} | " + " | ".join(f"{f:.1f}" for f in figures) + " |")

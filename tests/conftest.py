@@ -22,8 +22,7 @@ from features.fraud import FraudFeatureSet, Merchant
 if TYPE_CHECKING:
     from features.loan import LoanFeatureSet
     from features.store import StoreFeatureSet
-    from training.jobs.store import StoreReport
-    from training.loan_train import LoanTrainReport
+    from training.harness import TrainReport
     from training.replay import Source
     from training.simulators.loan import LoanSimulation
     from training.store_quality import QualitySummary
@@ -141,10 +140,11 @@ class Pipeline:
 def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """Runs the real commands once per session on 20,000 payments over 60 days."""
     from features.usecases import build_featureset
+    from training.harness import train, windows_for
+    from training.jobs.fraud import FraudTask
     from training.materialize import materialize
     from training.replay import Source
     from training.simulators.fraud import simulate_fraud
-    from training.train import load_splits, train
 
     root = tmp_path_factory.mktemp("pipeline")
     secret = "pipeline-secret"
@@ -155,7 +155,9 @@ def fraud_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     with _training_into(tracking_uri, root, root / "pipeline.log"):
         fs = build_featureset("fraud", sim.merchants.parent, secret)
         materialize(fs, [Source("payment", sim.payments), Source("label", sim.labels)], db)
-        train(fs, load_splits(db, fs), "fraud-detector", ("logistic_regression", "xgboost"))
+        task = FraudTask(fs)
+        windows = windows_for(db, fs, task.window_days)
+        train(task, task.load(db, windows), "fraud-detector", ("logistic_regression", "xgboost"))
     return Pipeline(root / "data", db, tracking_uri, root / "mlruns", "fraud-detector", secret)
 
 
@@ -203,7 +205,7 @@ class LoanPipeline:
     tracking_uri: str
     artifacts: Path
     log: Path
-    report: LoanTrainReport
+    report: TrainReport
 
 
 @pytest.fixture(scope="session")
@@ -211,8 +213,9 @@ def loan_pipeline(tmp_path_factory: pytest.TempPathFactory) -> LoanPipeline:
     """Runs the real code once per session on 6,000 applications over 150 days, canaries planted."""
     from features.loan import LoanFeatureSet
     from features.usecases import build_featureset
+    from training.harness import train, windows_for
+    from training.jobs.loan import LoanTask
     from training.loan_policy import load_truth
-    from training.loan_train import load_loan_splits, train_loan
     from training.materialize import materialize
     from training.simulators.loan import simulate_loan
 
@@ -225,10 +228,9 @@ def loan_pipeline(tmp_path_factory: pytest.TempPathFactory) -> LoanPipeline:
         fs = build_featureset("loan", sim.folder, LOAN_SECRET)
         assert isinstance(fs, LoanFeatureSet)
         materialize(fs, sources(sim.files), db)
-        data = load_loan_splits(db, fs)
-        report = train_loan(
-            fs, data, "loan-acceptance", ("logistic_regression", "xgboost"), truth=load_truth(sim.ground_truth)
-        )
+        task = LoanTask(fs, load_truth(sim.ground_truth))
+        data = task.load(db, windows_for(db, fs, task.window_days))
+        report = train(task, data, "loan-acceptance", ("logistic_regression", "xgboost"))
     return LoanPipeline(sim, fs, db, tracking_uri, root / "mlruns", log, report)
 
 
@@ -262,7 +264,7 @@ class StorePipeline:
     truth: dict
     fs: StoreFeatureSet
     quality: QualitySummary
-    report: StoreReport
+    report: TrainReport
 
 
 @pytest.fixture(scope="session")
@@ -275,7 +277,8 @@ def store_pipeline(tmp_path_factory: pytest.TempPathFactory) -> StorePipeline:
     from features.store import StoreFeatureSet
     from features.usecases import build_featureset, get_use_case
     from training.datasets import default_windows, time_span
-    from training.jobs.store import train_forecasts
+    from training.harness import train
+    from training.jobs.store import StoreTask
     from training.materialize import materialize
     from training.replay import sources_in
     from training.simulators.store import simulate_store
@@ -297,7 +300,7 @@ def store_pipeline(tmp_path_factory: pytest.TempPathFactory) -> StorePipeline:
         windows = default_windows(*time_span(con, fs), warmup_days=14, validation_days=14, delay_days=1, test_days=21)
         con.close()
         quality = quality_summary(db, fs)
-        report = train_forecasts(fs, load_splits(db, fs, windows), quality, "store-demand", seed=3)
+        report = train(StoreTask(fs, quality), load_splits(db, fs, windows), "store-demand", seed=3)
     return StorePipeline(sim.folder, db, tracking_uri, root / "mlruns", log, truth, fs, quality, report)
 
 

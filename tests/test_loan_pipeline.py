@@ -30,8 +30,9 @@ from tests.conftest import LOAN_CANARIES, LOAN_NEEDLES, LoanPipeline, sources
 from tests.kafka_helpers import require_broker
 from tests.live_fixtures import read_topic, unique_prefix, wait_for
 from training import replay
+from training.harness import windows_for
+from training.jobs.loan import LoanTask, load_loan_splits
 from training.loan_policy import acceptance_matrix, align_truth, baselines, load_truth, truth_value
-from training.loan_train import load_loan_splits
 from training.materialize import materialize
 from training.replay import Source
 from training.simulators.loan import simulate_loan
@@ -210,7 +211,7 @@ def test_models_are_registered_with_aliases_signature_and_pricing(loan_pipeline:
             "test_ev_truth",
             "test_ev_offline",
         } <= run.data.metrics.keys()
-        plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+        plots = {a.path for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".png")}
         assert {"calibration.png", "roc_curve.png", "policy_value.png", "acceptance_by_rate.png"} <= plots
         assert run.data.metrics["test_roc_auc"] > runs["rate_only_logistic"].data.metrics["test_roc_auc"] + 0.05
 
@@ -218,7 +219,8 @@ def test_models_are_registered_with_aliases_signature_and_pricing(loan_pipeline:
 def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(loan_pipeline: LoanPipeline, client) -> None:
     """The champion's rates, recomputed from the registered model, against every fixed rate."""
     policy = PricingPolicy()
-    test = load_loan_splits(loan_pipeline.db, loan_pipeline.fs).test
+    windows = windows_for(loan_pipeline.db, loan_pipeline.fs, LoanTask.window_days)
+    test = load_loan_splits(loan_pipeline.db, loan_pipeline.fs, windows).test
     truth = align_truth(load_truth(loan_pipeline.sim.ground_truth), test)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     model = pyfunc.unwrap_python_model()
@@ -238,6 +240,31 @@ def test_chosen_rates_beat_every_fixed_rate_on_ground_truth(loan_pipeline: LoanP
     champion = next(r for r in loan_pipeline.report.results if r.alias == "champion")
     assert champion.test["ev_truth"] == pytest.approx(value)
     assert champion.test["uplift_vs_best_fixed_truth"] > 0.2
+
+
+def test_backtest_scores_applications_at_the_rate_offered_or_the_rate_given(
+    loan_pipeline: LoanPipeline, client
+) -> None:
+    from datetime import timedelta
+
+    from features.loan import RATE_FEATURE
+    from training.backtest import score
+
+    start = loan_pipeline.report.windows.test_start
+    window = (start, start + timedelta(days=7))
+    files = sources(loan_pipeline.sim.files)
+    offered = score(loan_pipeline.fs, files, f"models:/{MODEL}@champion", *window)
+    assert offered.without_inputs == 0 and offered.outside_window > 0 and len(offered.scores) > 0
+    rows = offered.scores
+    assert rows["event_time"].between(pd.Timestamp(window[0]), pd.Timestamp(window[1]), inclusive="left").all()
+    assert rows[RATE_FEATURE].nunique() > 5 and rows["score"].between(0, 1).all()
+    at_rate = score(loan_pipeline.fs, files, f"models:/{MODEL}@champion", *window, supplied={RATE_FEATURE: 0.08})
+    assert (at_rate.scores[RATE_FEATURE] == 0.08).all() and len(at_rate.scores) == len(rows)
+    same = (rows[RATE_FEATURE] - 0.08).abs() < 1e-9
+    assert same.any() and np.allclose(rows["score"][same], at_rate.scores["score"][same])
+    without_outcomes = [s for s in files if s.kind != "outcome"]
+    with pytest.raises(ValueError, match="--rate"):
+        score(loan_pipeline.fs, without_outcomes, f"models:/{MODEL}@champion", *window)
 
 
 def test_canary_personal_data_never_reaches_duckdb_mlflow_or_logs(loan_pipeline: LoanPipeline) -> None:

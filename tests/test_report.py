@@ -109,3 +109,30 @@ def test_page_escapes_names_and_marks_the_best_value() -> None:
     assert "<td><b>0.95</b></td>" in page and "<td>0.91</td>" in page
     assert "n/a" in page
     assert "No live data yet" in page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("use_case", "baseline", "unit"),
+    [("loan", "rate_only_logistic", "application"), ("store", "naive_same_weekday", "row")],
+)
+def test_report_works_for_every_use_case_with_its_own_model_name(
+    use_case: str, baseline: str, unit: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from features.usecases import get_use_case
+    from samestream_cli import app
+
+    pipeline = request.getfixturevalue(f"{use_case}_pipeline")
+    uri = _own_store(pipeline, tmp_path)
+    out = tmp_path / f"{use_case}-report.html"
+    result = CliRunner().invoke(
+        app, ["report", use_case, "--tracking-uri", uri, "--db", str(pipeline.db), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    text = _visible_text(out.read_text(encoding="utf-8"))
+    name = get_use_case(use_case).model_name
+    champion = MlflowClient(uri).get_model_version_by_alias(name, "champion")
+    assert name in text and champion.tags["candidate"] in text and baseline in text
+    assert "measured on" in text and f"one {unit}, p99 ms" in text
+    assert (use_case == "loan") == ("decisions agreeing with the champion" in text)
+    assert text.count("<img ") >= 2 * 3

@@ -147,7 +147,7 @@ def test_versions_aliases_signature_and_the_scorer_contract(store_pipeline: Stor
         assert {"featureset_version", "dataset_fingerprint_train", "label_cutoff"} <= by_name[
             "xgboost"
         ].data.params.keys()
-        plots = {Path(a.path).name for a in client.list_artifacts(by_name["xgboost"].info.run_id, "plots")}
+        plots = {a.path for a in client.list_artifacts(by_name["xgboost"].info.run_id) if a.path.endswith(".png")}
         assert plots == {"forecast_vs_actual.png", "feature_importance.png", "policy_frontier.png"}
     finally:
         mlflow.set_tracking_uri("")
@@ -155,16 +155,16 @@ def test_versions_aliases_signature_and_the_scorer_contract(store_pipeline: Stor
 
 def test_models_forecast_better_and_cut_waste_without_more_stockouts(store_pipeline: StorePipeline) -> None:
     naive = store_pipeline.report.baseline
-    naive_policy = naive.policy.metrics()
+    naive_policy = naive.detail.policy.metrics()
     for result in store_pipeline.report.results:
         assert result.test["wape"] < naive.test["wape"] and result.validation["wape"] < naive.validation["wape"]
-        matched = result.matched.metrics()
+        matched = result.detail.matched.metrics()
         assert matched["policy_stockout_rate"] <= naive_policy["policy_stockout_rate"]
         assert matched["policy_waste_cost"] < 0.8 * naive_policy["policy_waste_cost"]
         assert matched["policy_margin"] > naive_policy["policy_margin"]
     champion = next(r for r in store_pipeline.report.results if r.alias == "champion")
-    assert champion.policy.metrics()["policy_waste_cost"] < naive_policy["policy_waste_cost"]
-    assert champion.policy.markdowns > 0 and champion.policy.expected_waste_avoided > 0
+    assert champion.detail.policy.metrics()["policy_waste_cost"] < naive_policy["policy_waste_cost"]
+    assert champion.detail.policy.markdowns > 0 and champion.detail.policy.expected_waste_avoided > 0
 
 
 def _leaks(blob: bytes) -> list[bytes]:

@@ -9,13 +9,15 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from features.usecases import build_featureset
 from tests.conftest import Pipeline
 from training.backtest import score, write_scores
 from training.datasets import default_windows, labelled_rows, time_span
+from training.harness import windows_for
+from training.jobs.fraud import FraudTask
 from training.replay import Source
-from training.train import load_splits
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +35,13 @@ def test_versions_are_registered_with_aliases_tags_and_signatures(fraud_pipeline
     champion = client.get_model_version_by_alias(model.name, "champion")
     others = {"logistic_regression", "xgboost"} - {champion.tags["candidate"]}
     assert set(model.aliases) == {"champion"} | {f"challenger-{c.replace('_', '-')}" for c in others}
-    assert float(champion.tags["threshold_block"]) >= float(champion.tags["threshold_review"]) > 0
+    # the simulation has a band of uncertain scores where an analyst is cheaper than approving or blocking
+    assert float(champion.tags["threshold_block"]) > float(champion.tags["threshold_review"]) > 0
     fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
-    assert champion.tags["featureset_version"] == fs.version
+    for alias in model.aliases:
+        version = client.get_model_version(model.name, model.aliases[alias])
+        assert version.tags["featureset_version"] == fs.version
+        assert client.get_run(version.run_id).data.tags["featureset_version"] == fs.version
     info = mlflow.models.get_model_info(f"models:/{model.name}@champion")
     assert [c.name for c in info.signature.inputs] == list(fs.feature_names)
 
@@ -66,7 +72,7 @@ def test_models_beat_the_amount_rule_on_average_precision(fraud_pipeline: Pipeli
 
 def test_training_labels_are_those_known_at_the_cutoff(fraud_pipeline: Pipeline) -> None:
     fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
-    data = load_splits(fraud_pipeline.db, fs)
+    data = FraudTask(fs).load(fraud_pipeline.db, windows_for(fraud_pipeline.db, fs, FraudTask.window_days))
     w = data.windows
     assert data.train["event_time"].max() < pd.Timestamp(w.validation_start) <= data.validation["event_time"].min()
     assert data.validation["event_time"].max() < pd.Timestamp(w.train_end)
@@ -90,15 +96,54 @@ def test_training_labels_are_those_known_at_the_cutoff(fraud_pipeline: Pipeline)
 def test_backtest_scores_a_file_with_a_registered_version(fraud_pipeline: Pipeline, client, tmp_path: Path) -> None:
     fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
     folder = fraud_pipeline.data_dir / "fraud"
-    scores, dead = score(
+    result = score(
         fs,
         [Source("payment", folder / "payments.jsonl"), Source("label", folder / "labels.jsonl")],
         f"models:/{fraud_pipeline.model_name}/1",
     )
-    assert dead == 0 and len(scores) == 20_000
+    scores = result.scores
+    assert result.dead_letters == 0 and result.outside_window == 0 and len(scores) == 20_000
     assert scores["score"].between(0, 1).all() and set(scores["model_version"]) == {"1"}
     where = write_scores(scores, tmp_path / "scores.duckdb", "fraud")
     con = duckdb.connect(str(tmp_path / "scores.duckdb"), read_only=True)
     assert con.execute("SELECT count(DISTINCT payment_id) FROM fraud_scores").fetchone() == (20_000,)
     con.close()
     assert "fraud_scores" in where
+
+
+def test_backtest_scores_only_the_window_asked_for(fraud_pipeline: Pipeline, client, tmp_path: Path) -> None:
+    from samestream_cli import app
+
+    out = tmp_path / "week.parquet"
+    command = ["score", "fraud", "--data-dir", str(fraud_pipeline.data_dir), "--secret", fraud_pipeline.secret]
+    command += ["--tracking-uri", fraud_pipeline.tracking_uri, "--out", str(out)]
+    result = CliRunner().invoke(app, [*command, "--from", "2026-02-01", "--to", "2026-02-08"])
+    assert result.exit_code == 0, result.output
+    week = pd.read_parquet(out)
+    assert 0 < len(week) < 20_000 / 4
+    assert week["event_time"].min() >= pd.Timestamp("2026-02-01")
+    assert week["event_time"].max() < pd.Timestamp("2026-02-08")
+    assert set(week["model_version"]) == {
+        str(client.get_model_version_by_alias(fraud_pipeline.model_name, "champion").version)
+    }
+
+
+def test_train_with_dates_inside_the_data_and_no_validation(fraud_pipeline: Pipeline, tmp_path: Path) -> None:
+    """The bounds not given come from the dates given; the registered model is fitted on the whole window."""
+    from samestream_cli import app
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = ["train", "fraud", "--data-dir", str(fraud_pipeline.data_dir), "--db", str(fraud_pipeline.db)]
+    command += ["--secret", fraud_pipeline.secret, "--tracking-uri", uri, "--candidate", "logistic_regression"]
+    command += ["--train-start", "2026-01-06", "--test-end", "2026-02-20", "--no-validation"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    champion = client.get_model_version_by_alias(fraud_pipeline.model_name, "champion")
+    params = client.get_run(champion.run_id).data.params
+    assert params["train_start"].startswith("2026-01-06") and params["test_end"].startswith("2026-02-20")
+    assert params["test_start"].startswith("2026-02-06") and params["train_end"].startswith("2026-01-23")
+    assert params["refit_on_training_window"] == "True"
+    assert int(params["n_fit"]) == int(params["n_train"]) + int(params["n_validation"])
+    assert params["dataset_fingerprint_fit"] not in (params["dataset_fingerprint_train"], "")
+    assert float(champion.tags["threshold_block"]) >= float(champion.tags["threshold_review"])

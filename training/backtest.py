@@ -1,8 +1,17 @@
-"""Backtest: score an event file with any registered model version, through the same features."""
+"""Backtest: score event files with any registered model version, through the same features.
+
+The whole history is replayed (a row's features need every earlier event), but only the rows
+whose event time falls in the window asked for are scored. A model input that is not a feature
+of the row (the loan model's `offered_rate`, decided after the row) is taken from a value given
+for every row (`supplied`, e.g. `--rate`), else from the row's own label in the files (the
+loan outcome records the rate that was offered); rows with neither are left out and counted.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -13,6 +22,16 @@ from features.featureset import FeatureSet
 from training import replay
 from training.replay import Source
 from training.store import connect
+
+
+@dataclass
+class Backtest:
+    scores: pd.DataFrame
+    dead_letters: int
+    outside_window: int
+    """Feature rows the replay made outside the window: not scored."""
+    without_inputs: int
+    """Rows in the window without a value for an input that is not a feature: not scored."""
 
 
 def resolve_version(model_uri: str) -> tuple[str, str]:
@@ -28,26 +47,71 @@ def resolve_version(model_uri: str) -> tuple[str, str]:
     return name, version
 
 
-def score(fs: FeatureSet, sources: Sequence[Source], model_uri: str) -> tuple[pd.DataFrame, int]:
-    """Scores of every feature row the sources produce, and the number of dead letters."""
+def _epoch_ms(value: datetime | None) -> float | None:
+    """A window bound in epoch milliseconds; a naive time is taken as UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp() * 1000.0
+
+
+def score(
+    fs: FeatureSet,
+    sources: Sequence[Source],
+    model_uri: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    supplied: Mapping[str, float] | None = None,
+) -> Backtest:
+    """Scores of the feature rows with event time in [start, end) that the sources produce."""
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"the window to score is empty: --from {start:%Y-%m-%d} is not before --to {end:%Y-%m-%d}")
     model = mlflow.pyfunc.load_model(model_uri)
     name, version = resolve_version(model_uri)
+    schema = model.metadata.get_input_schema()
+    inputs = schema.input_names() if schema is not None else list(fs.feature_names)
     history = replay.load(fs, sources)
-    rows = [row for outcome in replay.run(fs, history) for row in outcome.rows]
+    low, high = _epoch_ms(start), _epoch_ms(end)
+    rows, labels, outside = [], {}, 0
+    for outcome in replay.run(fs, history):
+        for label in outcome.labels:
+            labels[label[fs.row_id]] = label
+        for row in outcome.rows:
+            if (low is not None and row["event_time"] < low) or (high is not None and row["event_time"] >= high):
+                outside += 1
+            else:
+                rows.append(row)
     if not rows:
-        raise ValueError("the sources produced no feature rows to score")
+        raise ValueError(
+            f"the sources produced no feature rows to score in the window ({outside:,} rows outside it)"
+            if outside
+            else "the sources produced no feature rows to score"
+        )
     frame = pd.DataFrame(rows)
+    missing = [column for column in inputs if column not in frame.columns]
+    for column in missing:
+        if supplied and column in supplied:
+            frame[column] = float(supplied[column])
+        elif any(column in label for label in labels.values()):
+            frame[column] = [labels.get(row_id, {}).get(column) for row_id in frame[fs.row_id]]
+        else:
+            raise ValueError(
+                f"the model takes {column!r}, which is neither a feature of the {fs.name} rows nor in their labels; "
+                "give it for every row (the loan rate: --rate)"
+            )
+    complete = frame[inputs].notna().all(axis=1) if missing else pd.Series(True, index=frame.index)
+    frame = frame[complete].reset_index(drop=True)
     scores = pd.DataFrame(
         {
             fs.row_id: frame[fs.row_id],
             "event_time": pd.to_datetime(frame["event_time"], unit="ms"),
-            "score": model.predict(frame[list(fs.feature_names)]),
+            **{column: frame[column].astype("float64") for column in missing},
+            "score": model.predict(frame[inputs].astype("float64")) if len(frame) else pd.Series(dtype="float64"),
             "model_name": name,
             "model_version": version,
             "featureset_version": fs.version,
         }
     )
-    return scores, len(history.dead_letters)
+    return Backtest(scores, len(history.dead_letters), outside, int((~complete).sum()))
 
 
 def write_scores(scores: pd.DataFrame, out: Path, use_case: str) -> str:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from features.depersonalize import DEV_SECRET
 from features.usecases import USE_CASES, build_featureset, get_use_case
 from training.jobs import TrainOptions, get_job
+from training.jobs import train as train_use_case
 from training.replay import Source, sources_in
 
 app = typer.Typer(no_args_is_help=True)
@@ -127,7 +136,7 @@ def materialize(
 
     sources = parse_sources(events) if events else default_sources(use_case, data_dir)
     fs = build_featureset(use_case, data_dir / use_case, secret)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     with progress_bar() as bar:
 
         def advance(step: str, n: int, total: int) -> None:
@@ -149,8 +158,15 @@ def materialize(
     )
 
 
-def _date(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+def _date(value: str | None, option: str) -> datetime | None:
+    """An ISO date or time from the command line, as naive UTC like the DuckDB timestamps."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes an ISO date or time such as 2026-01-31, got {value!r}") from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 @app.command()
@@ -167,34 +183,58 @@ def train(
         list[str] | None, typer.Option("--candidate", help="Candidates to fit; repeat. Default: all.")
     ] = None,
     train_start: Annotated[
-        str | None, typer.Option(help="ISO date; default: after the use case's warm-up (7 days for fraud).")
+        str | None, typer.Option(help="ISO date; default: the use case's warm-up after the first event.")
     ] = None,
-    validation_start: Annotated[str | None, typer.Option(help="ISO date; default: 10 days before train end.")] = None,
+    validation_start: Annotated[
+        str | None, typer.Option(help="ISO date; default: the use case's validation days before train end.")
+    ] = None,
     train_end: Annotated[
         str | None, typer.Option(help="ISO date; default: test start minus the feedback delay.")
     ] = None,
-    test_start: Annotated[str | None, typer.Option(help="ISO date; also the cut-off for training labels.")] = None,
-    test_end: Annotated[str | None, typer.Option(help="ISO date; default: the last event.")] = None,
+    test_start: Annotated[
+        str | None,
+        typer.Option(help="ISO date; also the cut-off for training labels. Default: test days before test end."),
+    ] = None,
+    test_end: Annotated[
+        str | None, typer.Option(help="ISO date; default: the test days after test start, else the last event.")
+    ] = None,
+    validation_fraction: Annotated[
+        float | None,
+        typer.Option(help="Validation as this share of the training window's end (instead of a number of days)."),
+    ] = None,
+    no_validation: Annotated[
+        bool,
+        typer.Option(
+            "--no-validation",
+            help="Register models fitted on the whole training window; thresholds and the champion are still "
+            "chosen prequentially (fit before the validation start, judged after it).",
+        ),
+    ] = False,
 ) -> None:
-    """Train the candidates on a point-in-time training set; log and register them in MLflow."""
+    """Train the candidates on a point-in-time training set; log and register them in MLflow.
+
+    Window bounds not given are derived from the ones given (see `training.harness.resolve_windows`).
+    """
     check_use_case(use_case)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    fs = build_featureset(use_case, data_dir / use_case, secret)
     options = TrainOptions(
         model_name=model_name or get_use_case(use_case).model_name,
         data_dir=data_dir / use_case,
         candidates=tuple(candidates) if candidates else None,
-        train_start=_date(train_start),
-        validation_start=_date(validation_start),
-        train_end=_date(train_end),
-        test_start=_date(test_start),
-        test_end=_date(test_end),
+        train_start=_date(train_start, "--train-start"),
+        validation_start=_date(validation_start, "--validation-start"),
+        train_end=_date(train_end, "--train-end"),
+        test_start=_date(test_start, "--test-start"),
+        test_end=_date(test_end, "--test-end"),
+        validation_fraction=validation_fraction,
+        refit=no_validation,
     )
+    mlflow.set_tracking_uri(tracking_uri)
+    fs = build_featureset(use_case, data_dir / use_case, secret)
     with progress_bar() as bar:
         task = bar.add_task("train", total=None)
-        report = get_job(use_case).train(fs, db, options, lambda n: bar.advance(task, n))
+        report = train_use_case(use_case, fs, db, options, lambda n: bar.advance(task, n))
     Console(width=max(Console().width, 140)).print(report)
     console.print(
         f"models in {tracking_uri}\n"
@@ -208,8 +248,9 @@ def train(
 def score(
     use_case: UseCase,
     model: Annotated[
-        str, typer.Option(help="Model URI, e.g. models:/fraud-detector@champion or models:/fraud-detector/3.")
-    ],
+        str | None,
+        typer.Option(help="Model URI, e.g. models:/fraud-detector/3 (default: the use case's champion)."),
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Where scores go: .parquet, .csv, or .duckdb (table <use case>_scores).")
     ] = Path("data/scores.parquet"),
@@ -218,30 +259,60 @@ def score(
         list[str] | None,
         typer.Option("--events", help="KIND=PATH of an event file; repeat. Default: the simulated files."),
     ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="ISO date: score only rows with event time at or after it.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="ISO date: score only rows with event time before it.")
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Loan: score every application at this offered rate (e.g. 0.08). Default: the rate each one was "
+            "offered, from its outcome in the files; applications without an outcome are left out."
+        ),
+    ] = None,
     secret: Secret = DEV_SECRET,
     tracking_uri: TrackingUri = DEFAULT_TRACKING,
 ) -> None:
     """Backtest: score event files with any registered model version through the same features."""
     check_use_case(use_case)
+    if rate is not None and use_case != "loan":
+        raise typer.BadParameter(f"--rate is the loan model's offered rate; the {use_case} model takes no rate")
+    if rate is not None and not 0.0 < rate < 1.0:
+        raise typer.BadParameter(f"--rate is a yearly rate between 0 and 1, e.g. 0.08; got {rate}")
     import mlflow
 
+    from features.loan.featureset import RATE_FEATURE
     from training.backtest import score as run_score
     from training.backtest import write_scores
 
+    window = (_date(start, "--from"), _date(end, "--to"))
+    model = model or f"models:/{get_use_case(use_case).model_name}@champion"
     mlflow.set_tracking_uri(tracking_uri)
     sources = parse_sources(events) if events else default_sources(use_case, data_dir)
     fs = build_featureset(use_case, data_dir / use_case, secret)
     with console.status(f"scoring with {model}"):
-        scores, dead = run_score(fs, sources, model)
-        where = write_scores(scores, out, use_case)
-    console.print(f"[green]scored[/] {len(scores):,} rows with {model} → {where}; {dead:,} dead letters")
+        result = run_score(fs, sources, model, *window, supplied={RATE_FEATURE: rate} if rate is not None else None)
+        where = write_scores(result.scores, out, use_case)
+    left_out = []
+    if result.outside_window:
+        left_out.append(f"{result.outside_window:,} rows outside the window")
+    if result.without_inputs:
+        left_out.append(f"{result.without_inputs:,} rows without an outcome to take the rate from (give --rate)")
+    console.print(
+        f"[green]scored[/] {len(result.scores):,} rows with {model} → {where}; {result.dead_letters:,} dead letters"
+        + (f"; left out {', '.join(left_out)}" if left_out else "")
+    )
 
 
 @app.command()
 def report(
     use_case: UseCase,
     tracking_uri: TrackingUri = DEFAULT_TRACKING,
-    model_name: Annotated[str | None, typer.Option(help="Registered model name (default <use case>-detector).")] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name (default per use case, e.g. loan-acceptance).")
+    ] = None,
     db: DbPath = DEFAULT_DB,
     out: Annotated[Path | None, typer.Option(help="HTML page to write (default data/<use case>-report.html).")] = None,
 ) -> None:
@@ -252,7 +323,7 @@ def report(
     out = out or DEFAULT_DATA / f"{use_case}-report.html"
     try:
         with console.status("comparing the champion with its challengers"):
-            written = build_report(use_case, model_name or f"{use_case}-detector", out, tracking_uri, db)
+            written = build_report(use_case, model_name or get_use_case(use_case).model_name, out, tracking_uri, db)
     except LookupError as exc:
         console.print(f"[red]cannot report:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -294,4 +294,5 @@ def _copy_shard(con: duckdb.DuckDBPyConnection, featureset: FeatureSet, path: Pa
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    counted = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(counted[0]) if counted else 0

@@ -155,14 +155,22 @@ def confusion(y: np.ndarray, s: np.ndarray, threshold: float, title: str) -> Fig
     return fig
 
 
-def importances(estimator: Any, feature_names: list[str], X: Any, y: Any) -> np.ndarray:
+def importances(
+    estimator: Any,
+    feature_names: list[str],
+    X: Any,
+    y: Any,
+    scoring: str = "average_precision",
+    stratify: bool = True,
+) -> np.ndarray:
     """One importance per feature name, from the model itself when it has them.
 
     Native importances are `feature_importances_` (trees, boosting) or |coef_| (linear models,
     meaningful when features are scaled, as in a Pipeline), read off a Pipeline's last step.
     When there are none, or they do not line up with `feature_names` (a step changed the
-    columns), the whole estimator is scored by permutation importance in average precision on a
-    stratified sample of at most 5,000 rows, seeded, so the figure is reproducible and cheap.
+    columns), the whole estimator is scored by permutation importance in `scoring` (a
+    scikit-learn scorer name) on a sample of at most 5,000 rows, stratified by class for a
+    classifier, seeded, so the figure is reproducible and cheap.
     """
     model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     n_features = len(feature_names)
@@ -175,6 +183,8 @@ def importances(estimator: Any, feature_names: list[str], X: Any, y: Any) -> np.
 
     y = np.asarray(y)
     if len(y) > PERMUTATION_ROWS:
-        X, y = resample(X, y, n_samples=PERMUTATION_ROWS, replace=False, stratify=y, random_state=SEED)
-    result = permutation_importance(estimator, X, y, scoring="average_precision", n_repeats=3, random_state=SEED)
+        X, y = resample(
+            X, y, n_samples=PERMUTATION_ROWS, replace=False, stratify=y if stratify else None, random_state=SEED
+        )
+    result = permutation_importance(estimator, X, y, scoring=scoring, n_repeats=3, random_state=SEED)
     return np.asarray(result.importances_mean, dtype=np.float64)

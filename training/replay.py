@@ -82,7 +82,7 @@ class SortedEvents:
         path = self._directory / f"run-{len(self._runs):05d}"
         with path.open("wb") as handle:
             for time_ms, rank, read, event in self._memory:
-                kind = self._kind_index[type(event).__struct_config__.tag]
+                kind = self._kind_index[str(type(event).__struct_config__.tag)]
                 frame = self._encode((time_ms, rank, read, kind, self._encode_event(event)))
                 handle.write(_FRAME.pack(len(frame)))
                 handle.write(frame)

@@ -2,9 +2,10 @@
 
 The MLflow UI compares runs; this page compares the models behind the registry's aliases, the
 ones the scorer and the shadow harness actually load: their offline metrics from training, how
-often their decisions agree with the champion's and how long one payment takes to score
-(measured here on the test window, when the DuckDB file is at hand), their live metrics from
-the shadow harness once there are any, and the plots every training run logs. Plots are
+often their decisions agree with the champion's (fraud: the alert; loan: the rate its pricing
+offers) and how long one row takes to score (measured here on the test window, when the DuckDB
+file is at hand), their live metrics from the shadow harness once there are any, and the plots
+every training run logs. It works for every use case: what differs is in `VIEWS`. Plots are
 embedded as base64 PNGs, so the page is one file that opens anywhere, attaches to a review, and
 is kept as an artifact of a `comparison-report` run in the use case's experiment.
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,36 +33,117 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, load_model
 
+from features.loan.pricing import PricingPolicy, choose_rates
+from training.loan_policy import acceptance_matrix
 from training.store import connect, table_names
 
 REPORT_RUN = "comparison-report"
-BASELINE_CANDIDATE = "rule_amount_threshold"
-"""The rule `training.train` logs next to the models: every model must beat it."""
 
 PLOTS = ("pr_curve.png", "roc_curve.png", "calibration.png", "feature_importance.png", "confusion.png")
+"""The order plots are shown in; any other plot a run logs follows, by name."""
 
-# (metric name, column heading, higher is better)
-OFFLINE_COLUMNS = (
-    ("test_average_precision", "average precision", True),
-    ("test_roc_auc", "ROC AUC", True),
-    ("test_card_precision_top_k", "card precision top-k", True),
-    ("test_precision_at_threshold", "precision at review threshold", True),
-    ("test_recall_at_threshold", "recall at review threshold", True),
-    ("test_alert_rate", "alert rate", False),
-    ("test_expected_cost_per_1k", "expected cost per 1k payments", False),
-    ("val_average_precision", "validation average precision", True),
-    ("fit_seconds", "fit seconds", False),
-)
-MEASURED_COLUMNS = (
-    ("threshold_review", "review threshold", None),
-    ("alert_rate", "alert rate", None),
-    ("agreement_with_champion", "decisions agreeing with the champion", True),
-    ("alerts_champion_missed", "alerts the champion does not raise", None),
-    ("champion_alerts_missed", "champion alerts this model does not raise", None),
-    ("latency_p50_ms", "one payment, p50 ms", False),
-    ("latency_p99_ms", "one payment, p99 ms", False),
-    ("batch_rows_per_s", "batch rows per second", True),
-)
+Columns = tuple[tuple[str, str, bool | None], ...]
+"""(metric name, column heading, higher is better; None: neither)."""
+Decide = Callable[["ModelEntry", PyFuncModel, pd.DataFrame, np.ndarray], np.ndarray]
+"""(entry, model, test rows, scores) -> each row's decision, comparable with the champion's."""
+
+
+def _alerts(entry: ModelEntry, model: PyFuncModel, frame: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+    """Fraud: an alert where the score reaches the version's review threshold, as the scorer decides."""
+    return scores >= entry.threshold
+
+
+def _offered_rates(entry: ModelEntry, model: PyFuncModel, frame: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+    """Loan: the rate the version's pricing offers each application (`features.loan.pricing.choose_rates`)."""
+    policy = PricingPolicy.from_params(entry.tags)
+    names = model.metadata.get_input_schema().input_names()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(pd.DataFrame(x, columns=names)), dtype=np.float64)
+
+    accept = acceptance_matrix(predict, frame[names[:-1]].to_numpy(np.float64), policy.grid())
+    rates, _, _ = choose_rates(accept, frame["amount_eur"], frame["term_months"], frame["pd_annual"], policy)
+    return np.asarray(rates, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class View:
+    """What the page shows of one use case's models."""
+
+    unit: str
+    """What one row is, e.g. "payment"."""
+    offline: Columns
+    decide: Decide | None
+    """None: the page compares scoring latency only."""
+    decision_note: str = ""
+
+
+VIEWS: dict[str, View] = {
+    "fraud": View(
+        "payment",
+        (
+            ("test_average_precision", "average precision", True),
+            ("test_roc_auc", "ROC AUC", True),
+            ("test_card_precision_top_k", "card precision top-k", True),
+            ("test_precision_at_threshold", "precision at review threshold", True),
+            ("test_recall_at_threshold", "recall at review threshold", True),
+            ("test_alert_rate", "alert rate", False),
+            ("test_decision_cost_per_1k", "cost of the decisions per 1k payments", False),
+            ("test_expected_cost_per_1k", "expected cost per 1k payments", False),
+            ("val_average_precision", "validation average precision", True),
+            ("fit_seconds", "fit seconds", False),
+        ),
+        _alerts,
+        "each model alerts at its own review threshold",
+    ),
+    "loan": View(
+        "application",
+        (
+            ("test_roc_auc", "ROC AUC", True),
+            ("test_log_loss", "log loss", False),
+            ("test_brier", "Brier score", False),
+            ("test_ev_truth", "EV per application (truth)", True),
+            ("test_ev_offline", "EV per application (offline)", True),
+            ("test_uplift_vs_fixed_offline", "uplift vs the best fixed rate (offline)", True),
+            ("test_mean_rate", "mean rate offered", None),
+            ("val_log_loss", "validation log loss", False),
+            ("fit_seconds", "fit seconds", False),
+        ),
+        _offered_rates,
+        "each model offers the rate of highest expected value under its own pricing policy",
+    ),
+    "store": View(
+        "row",
+        (
+            ("test_wape", "WAPE", False),
+            ("test_mae", "MAE", False),
+            ("test_rmse", "RMSE", False),
+            ("test_bias", "bias", None),
+            ("test_policy_waste_cost", "waste cost of its orders", False),
+            ("test_policy_stockout_rate", "stock-out days", False),
+            ("test_policy_margin", "margin of its orders", True),
+            ("val_wape", "validation WAPE", False),
+            ("fit_seconds", "fit seconds", False),
+        ),
+        None,
+    ),
+}
+
+
+def _measured_columns(view: View) -> Columns:
+    return (
+        ("threshold_review", "review threshold", None),
+        ("alert_rate", "alert rate", None),
+        ("mean_decision", "mean rate offered", None),
+        ("agreement_with_champion", "decisions agreeing with the champion", True),
+        ("alerts_champion_missed", "alerts the champion does not raise", None),
+        ("champion_alerts_missed", "champion alerts this model does not raise", None),
+        ("latency_p50_ms", f"one {view.unit}, p50 ms", False),
+        ("latency_p99_ms", f"one {view.unit}, p99 ms", False),
+        ("batch_rows_per_s", "batch rows per second", True),
+    )
+
+
 LIVE_COLUMNS = (
     ("average_precision", "average precision", True),
     ("precision_at_k", "precision top-k", True),
@@ -86,6 +169,8 @@ class ModelEntry:
     version: str | None = None
     featureset_version: str = ""
     threshold: float = math.nan
+    tags: dict[str, str] = field(default_factory=dict)
+    """The version's tags: its decision policy."""
     offline: dict[str, float] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
     live: dict[str, float] = field(default_factory=dict)
@@ -102,6 +187,7 @@ class Comparison:
     model_name: str
     models: list[ModelEntry]
     test_window: tuple[str, str]
+    selection_metric: str = ""
     measured_note: str = ""
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -112,6 +198,10 @@ class Comparison:
     @property
     def has_live(self) -> bool:
         return any(m.live for m in self.models)
+
+    @property
+    def view(self) -> View:
+        return VIEWS[self.use_case]
 
 
 def collect(client: MlflowClient, use_case: str, model_name: str) -> Comparison:
@@ -140,7 +230,7 @@ def collect(client: MlflowClient, use_case: str, model_name: str) -> Comparison:
     models = [_version_entry(client, model_name, alias, aliases[alias]) for alias in _alias_order(aliases)]
     baseline = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.candidate = '{BASELINE_CANDIDATE}'",
+        filter_string="tags.role = 'baseline'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -157,6 +247,7 @@ def collect(client: MlflowClient, use_case: str, model_name: str) -> Comparison:
         model_name=model_name,
         models=models,
         test_window=(champion_params.get("test_start", ""), champion_params.get("test_end", "")),
+        selection_metric=champion_params.get("selection_metric", ""),
     )
 
 
@@ -184,23 +275,18 @@ def _version_entry(client: MlflowClient, model_name: str, alias: str, version: s
     entry = _run_entry(alias, client.get_run(model_version.run_id))
     entry.version = str(version)
     entry.threshold = float(model_version.tags.get("threshold_review", entry.threshold))
+    entry.tags = dict(model_version.tags)
     entry.model_uri = client.get_model_version_download_uri(model_name, version)
     return entry
 
 
 def _plots(client: MlflowClient, run_id: str, scratch: Path) -> dict[str, bytes]:
-    """The run's plots by file name, logged under `plots/` or at the artifact root.
-
-    The root is where the MLflow UI's compare view looks for common artifacts, so either place
-    is read; a run without plots has none.
-    """
-    found: dict[str, bytes] = {}
-    for folder in ("plots", None):
-        for artifact in client.list_artifacts(run_id, folder):
-            name = Path(artifact.path).name
-            if name in PLOTS and name not in found and not artifact.is_dir:
-                found[name] = Path(client.download_artifacts(run_id, artifact.path, str(scratch))).read_bytes()
-    return {name: found[name] for name in PLOTS if name in found}
+    """The run's PNG plots by file name, from its artifact root (where training logs them)."""
+    found = {
+        Path(a.path).name: a.path for a in client.list_artifacts(run_id) if not a.is_dir and a.path.endswith(".png")
+    }
+    order = sorted(found, key=lambda name: (PLOTS.index(name) if name in PLOTS else len(PLOTS), name))
+    return {name: Path(client.download_artifacts(run_id, found[name], str(scratch))).read_bytes() for name in order}
 
 
 def _attach_live(
@@ -231,15 +317,18 @@ def _attach_live(
 
 
 def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, latency_rows: int = 300) -> None:
-    """Score the champion's test window with every version: agreement, alerts and latency.
+    """Score the champion's test window with every version: decisions, agreement and latency.
 
-    Each version decides `score >= its review threshold`, as the scorer does. One-payment
+    Each version decides as the scorer does with its own policy (`View.decide`). One-row
     latency times the pyfunc's `predict_one` (the live scorer's path) over `latency_rows` rows;
-    batch throughput times `predict` over the whole sample. The outcome, or why nothing was
-    measured, goes to `comparison.measured_note`; it never raises for a missing database.
+    batch throughput times `predict` over the whole sample. An input that is not a column of
+    the feature rows (the loan rate) is read from the row's label, as a backtest does. The
+    outcome, or why nothing was measured, goes to `comparison.measured_note`; it never raises
+    for a missing database.
     """
     db = Path(db)
     champion = comparison.champion
+    view = comparison.view
     start, end = comparison.test_window
     if not (start and end):
         comparison.measured_note = "not measured: the champion's run logged no test window"
@@ -247,14 +336,23 @@ def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, late
     if not db.exists():
         comparison.measured_note = f"not measured: no DuckDB file at {db} (run `make train`, or pass --db)"
         return
+    names = table_names(comparison.use_case)
     con = connect(db, read_only=True)
     try:
         frame = con.execute(
-            f"SELECT * FROM (SELECT * FROM {table_names(comparison.use_case)['features']} "
+            f"SELECT * FROM (SELECT * FROM {names['features']} "
             "WHERE featureset_version = ? AND event_time >= ? AND event_time < ?) "
             f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
             [champion.featureset_version, start, end],
         ).df()
+        labels = con.execute(f"SELECT * FROM {names['labels']} LIMIT 0").df().columns
+        models = []
+        for entry in comparison.models:
+            if entry.model_uri and entry.featureset_version == champion.featureset_version:
+                model = load_model(entry.model_uri)
+                inputs = model.metadata.get_input_schema().input_names()
+                frame = _with_label_inputs(con, names["labels"], frame, [c for c in inputs if c in labels])
+                models.append((entry, model, inputs))
     finally:
         con.close()
     if frame.empty:
@@ -265,37 +363,52 @@ def measure(comparison: Comparison, db: str | Path, max_rows: int = 50_000, late
         return
     frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
     decisions: dict[str, np.ndarray] = {}
-    for entry in comparison.models:
-        if not entry.model_uri or entry.featureset_version != champion.featureset_version:
-            continue
-        model = load_model(entry.model_uri)
-        inputs = frame[model.metadata.get_input_schema().input_names()]
+    for entry, model, inputs in models:
+        rows = frame[inputs].astype("float64")
         started = time.perf_counter()
-        scores = np.asarray(model.predict(inputs), dtype=np.float64)
+        scores = np.asarray(model.predict(rows), dtype=np.float64)
         batch_seconds = time.perf_counter() - started
-        decisions[entry.label] = scores >= entry.threshold
-        entry.measured = {
-            "threshold_review": entry.threshold,
-            "alert_rate": float(decisions[entry.label].mean()),
-            "batch_rows_per_s": len(frame) / max(batch_seconds, 1e-9),
-            **_one_payment_latency(model, inputs, latency_rows),
-        }
+        entry.measured = {"batch_rows_per_s": len(frame) / max(batch_seconds, 1e-9)}
+        entry.measured |= _one_row_latency(model, rows, latency_rows)
+        if view.decide is None:
+            continue
+        decided = decisions[entry.label] = view.decide(entry, model, frame, scores)
+        if decided.dtype == bool:
+            entry.measured |= {"threshold_review": entry.threshold, "alert_rate": float(decided.mean())}
+        else:
+            entry.measured["mean_decision"] = float(decided.mean())
     reference = decisions.get(champion.label)
     if reference is not None:
         for entry in comparison.models:
             own = decisions.get(entry.label)
-            if own is not None:
-                entry.measured["agreement_with_champion"] = float((own == reference).mean())
+            if own is None:
+                continue
+            entry.measured["agreement_with_champion"] = float((own == reference).mean())
+            if own.dtype == bool:
                 entry.measured["alerts_champion_missed"] = float((own & ~reference).sum())
                 entry.measured["champion_alerts_missed"] = float((reference & ~own).sum())
     comparison.measured_note = (
-        f"measured on {len(frame):,} payments sampled from the test window {start[:10]} to {end[:10]} "
-        f"(FeatureSet {champion.featureset_version}); each model alerts at its own review threshold"
+        f"measured on {len(frame):,} {view.unit}s sampled from the test window {start[:10]} to {end[:10]} "
+        f"(FeatureSet {champion.featureset_version})" + (f"; {view.decision_note}" if view.decision_note else "")
     )
 
 
-def _one_payment_latency(model: PyFuncModel, inputs: pd.DataFrame, rows: int) -> dict[str, float]:
-    """p50/p99 milliseconds of scoring one payment the way the live scorer does.
+def _with_label_inputs(con: Any, labels: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The rows with the model inputs only their labels hold, each as known last."""
+    missing = [c for c in columns if c not in frame.columns]
+    if not missing or frame.empty:
+        return frame
+    key = next(c for c in frame.columns if c in con.execute(f"SELECT * FROM {labels} LIMIT 0").df().columns)
+    known = con.execute(
+        f'SELECT "{key}", '
+        + ", ".join(f'arg_max("{c}", known_at) AS "{c}"' for c in missing)
+        + f" FROM {labels} GROUP BY 1"
+    ).df()
+    return frame.merge(known, on=key, how="inner")
+
+
+def _one_row_latency(model: PyFuncModel, inputs: pd.DataFrame, rows: int) -> dict[str, float]:
+    """p50/p99 milliseconds of scoring one row the way the live scorer does.
 
     That is the wrapper's `predict_one` where it has one (every model `train` logs), else
     `predict` on a one-row frame.
@@ -340,15 +453,15 @@ def render(comparison: Comparison) -> str:
         f"generated {c.created:%Y-%m-%d %H:%M} UTC",
         "</p>",
         "<h2>Offline: the test window, labels as known at its end</h2>",
-        "<p>From the training runs. The champion was chosen on validation average precision; "
-        "the rule baseline flags payments by amount alone. Best value per column in bold.</p>",
-        _table(c.models, _offline_columns(c.models), lambda m: m.offline),
+        f"<p>From the training runs. The champion was chosen on {_e(c.selection_metric or 'validation')}; "
+        "the baseline is what every model must beat. Best value per column in bold.</p>",
+        _table(c.models, _offline_columns(c), lambda m: m.offline),
         "<h2>Decisions and latency</h2>",
         f"<p>{_e(c.measured_note or 'not measured')}.</p>",
     ]
     measured = [m for m in c.models if m.measured]
     if measured:
-        parts.append(_table(measured, MEASURED_COLUMNS, lambda m: m.measured))
+        parts.append(_table(measured, _measured_columns(c.view), lambda m: m.measured))
     parts.append("<h2>Live: the shadow harness</h2>")
     if c.has_live:
         parts += [
@@ -376,11 +489,12 @@ def render(comparison: Comparison) -> str:
     return "\n".join(parts)
 
 
-def _offline_columns(models: list[ModelEntry]) -> list[tuple[str, str, bool | None]]:
-    """The fraud metrics; for a use case that logs none of them, every test metric it logs."""
-    logged = {n for m in models for n in m.offline}
-    if logged & {name for name, _, _ in OFFLINE_COLUMNS}:
-        return list(OFFLINE_COLUMNS)
+def _offline_columns(comparison: Comparison) -> list[tuple[str, str, bool | None]]:
+    """The use case's metrics; when its runs logged none of them, every test metric they logged."""
+    logged = {n for m in comparison.models for n in m.offline}
+    columns = comparison.view.offline
+    if logged & {name for name, _, _ in columns}:
+        return list(columns)
     others = sorted(n for n in logged if n.startswith("test_"))
     return [(n, n.removeprefix("test_").replace("_", " "), None) for n in others]
 
@@ -415,7 +529,7 @@ def _table(
 
 def _plot_grid(models: list[ModelEntry]) -> str:
     rows = []
-    for name in PLOTS:
+    for name in dict.fromkeys(name for m in models for name in m.plots):
         if not any(name in m.plots for m in models):
             continue
         cells = []

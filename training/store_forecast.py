@@ -9,7 +9,6 @@ with `fit`/`predict`; the naive seasonal forecast (same weekday last week) is th
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,15 +20,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mlflow.pyfunc import PythonModel
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.inspection import permutation_importance
 from sklearn.linear_model import Ridge
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from features.featureset import FeatureSet
 from features.store.policy import Spread
 from training import plots
-from training.datasets import Splits, Windows, default_windows, time_span
+from training.datasets import Splits, Windows
 from training.store import connect, table_names
 
 NAIVE = "naive_same_weekday"
@@ -114,32 +112,6 @@ class ForecastModel(PythonModel):
         return max(float(value), 0.0)
 
 
-def model_params(estimator: Any) -> dict[str, Any]:
-    """The constructor parameters worth logging (plain values only)."""
-    model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    return {
-        k: v for k, v in model.get_params(deep=False).items() if isinstance(v, int | float | str | bool) or v is None
-    }
-
-
-def windows_for(db: str | Path, fs: FeatureSet, given: list[datetime | None]) -> Windows:
-    """The split windows: dates given on the command line, the defaults for the rest."""
-    con = connect(db, read_only=True)
-    try:
-        defaults = default_windows(
-            *time_span(con, fs),
-            warmup_days=WARMUP_DAYS,
-            validation_days=VALIDATION_DAYS,
-            delay_days=DELAY_DAYS,
-            test_days=TEST_DAYS,
-        )
-    finally:
-        con.close()
-    windows = Windows(*(v or d for v, d in zip(given, vars(defaults).values(), strict=True)))
-    windows.check()
-    return windows
-
-
 def load_splits(db: str | Path, fs: FeatureSet, windows: Windows) -> Splits:
     """Train and validation with the labels known at the cut-off; test with every label."""
     con = connect(db, read_only=True)
@@ -185,12 +157,6 @@ def _labelled(con: Any, fs: FeatureSet, start: datetime, end: datetime, known_by
     ).df()
 
 
-def dataset_fingerprint(frame: pd.DataFrame, fs: FeatureSet) -> str:
-    """Hash of the exact rows and labels a model saw, independent of the DuckDB file."""
-    hashed = pd.util.hash_pandas_object(frame[[fs.row_id, *fs.feature_names, "label"]], index=False)
-    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
-
-
 def forecast_metrics(y: np.ndarray, forecast: np.ndarray) -> dict[str, float]:
     """MAE, RMSE, WAPE (absolute error over units sold) and bias (over- or under-forecast share)."""
     error = np.asarray(forecast, dtype=np.float64) - np.asarray(y, dtype=np.float64)
@@ -201,26 +167,6 @@ def forecast_metrics(y: np.ndarray, forecast: np.ndarray) -> dict[str, float]:
         "wape": float(np.sum(np.abs(error)) / total) if total else float("nan"),
         "bias": float(np.sum(error) / total) if total else float("nan"),
     }
-
-
-def importances(estimator: Any, names: list[str], frame: pd.DataFrame) -> np.ndarray:
-    """Native importances where the model has them, else permutation importance in MAE."""
-    model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    native = getattr(model, "feature_importances_", None)
-    if native is None and getattr(model, "coef_", None) is not None:
-        native = np.abs(np.asarray(model.coef_, dtype=np.float64)).ravel()
-    if native is not None and np.size(native) == len(names):
-        return np.asarray(native, dtype=np.float64)
-    sample = frame.sample(min(len(frame), IMPORTANCE_ROWS), random_state=0)
-    result = permutation_importance(
-        estimator,
-        sample[names].to_numpy(dtype=np.float64),
-        sample["label"].to_numpy(dtype=np.float64),
-        scoring="neg_mean_absolute_error",
-        n_repeats=2,
-        random_state=0,
-    )
-    return np.asarray(result.importances_mean, dtype=np.float64)
 
 
 def forecast_plot(frame: pd.DataFrame, forecast: np.ndarray, naive: np.ndarray, title: str) -> Figure:
@@ -242,7 +188,3 @@ def forecast_plot(frame: pd.DataFrame, forecast: np.ndarray, naive: np.ndarray, 
     ax.legend(loc="upper left", fontsize=10)
     fig.autofmt_xdate()
     return fig
-
-
-def importance_plot(estimator: Any, names: list[str], frame: pd.DataFrame, title: str) -> Figure:
-    return plots.feature_importance(names, importances(estimator, names, frame), title)

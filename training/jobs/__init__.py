@@ -1,7 +1,8 @@
 """What `simulate` and `train` do for each use case, behind one small interface.
 
 The command line stays generic: it resolves a use case's `Job` here and hands it the options.
-A use case whose model is a classifier, a forecaster or a rate policy differs only in its job.
+A job simulates the use case's history and names its training `Task`; fitting, logging,
+registering and summarizing are the harness's (`training.harness`), the same for every use case.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import RenderableType
 
 from features.featureset import FeatureSet
+
+if TYPE_CHECKING:
+    from training.harness import Task
 
 Advance = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Everything `samestream train` passes on; dates left None take the job's defaults."""
+    """Everything `samestream train` passes on; dates left None are derived from the ones given."""
 
     model_name: str
     data_dir: Path = Path("data")
@@ -33,6 +37,9 @@ class TrainOptions:
     train_end: datetime | None = None
     test_start: datetime | None = None
     test_end: datetime | None = None
+    validation_fraction: float | None = None
+    refit: bool = False
+    """Register models fitted on the whole training window (validation chooses prequentially)."""
     seed: int = 7
 
 
@@ -46,10 +53,39 @@ class Job(Protocol):
         """Write the use case's event and reference files into `out_dir`; return a summary line."""
         ...
 
-    def train(self, fs: FeatureSet, db: Path, options: TrainOptions, advance: Advance) -> RenderableType:
-        """Fit, evaluate, log to the active MLflow store and register; return a report table."""
+    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> Task:
+        """The use case's training task over the DuckDB file and its data folder."""
         ...
 
 
 def get_job(use_case: str) -> Job:
     return importlib.import_module(f"training.jobs.{use_case}").JOB  # type: ignore[no-any-return]
+
+
+def train(use_case: str, fs: FeatureSet, db: Path, options: TrainOptions, advance: Advance) -> RenderableType:
+    """Fit, evaluate, log and register the use case's candidates; return the printed summary."""
+    from training.harness import render, run, windows_for
+
+    task = get_job(use_case).task(fs, db, options.data_dir)
+    windows = windows_for(
+        db,
+        fs,
+        task.window_days,
+        options.validation_fraction,
+        train_start=options.train_start,
+        validation_start=options.validation_start,
+        train_end=options.train_end,
+        test_start=options.test_start,
+        test_end=options.test_end,
+    )
+    report = run(
+        task,
+        db,
+        options.model_name,
+        windows=windows,
+        candidates=options.candidates,
+        seed=options.seed,
+        refit=options.refit,
+        on_fitted=lambda _: advance(1),
+    )
+    return render(report, task)

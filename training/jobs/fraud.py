@@ -1,19 +1,199 @@
-"""Fraud: simulate payments and labels; train classifiers against the amount rule."""
+"""Fraud: simulate payments and labels; classify payments against the amount rule.
+
+The decision policy is two thresholds on the fraud score, chosen together on validation to
+minimize the cost of all three decisions (`choose_thresholds`): approve below `threshold_review`,
+send to an analyst from it, block from `threshold_block`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+from rich.console import RenderableType
 
 from features.featureset import FeatureSet
+from training import plots
 from training.candidates import CANDIDATES
-from training.datasets import Windows, default_windows, time_span
-from training.jobs import Advance, TrainOptions
+from training.datasets import Splits, Windows, splits
+from training.evaluate import CostModel, evaluate, rule_baseline_scores
+from training.harness import Column, Evaluation, Predict, Selection, TrainReport, WindowDays, number
+from training.jobs import Advance
+from training.pyfunc import ProbabilityModel
 from training.store import connect
-from training.train import TrainReport, load_splits, train
+
+THRESHOLD_CANDIDATES = 1000
+
+
+def decision_costs(
+    y: np.ndarray, scores: np.ndarray, amount: np.ndarray, review: float, block: float, cost: CostModel
+) -> float:
+    """Total cost of approving below `review`, reviewing up to `block` and blocking from it.
+
+    A reviewed payment costs `review_cost` (the analyst stops its fraud), a blocked genuine one
+    `blocked_genuine_cost`, an approved fraud `missed_fraud_share` of its amount.
+    """
+    y = np.asarray(y, dtype=np.int8)
+    s = np.asarray(scores, dtype=np.float64)
+    a = np.asarray(amount, dtype=np.float64)
+    approved, blocked = s < review, s >= block
+    reviewed = ~approved & ~blocked
+    return float(
+        cost.missed_fraud_share * (a * y)[approved].sum()
+        + cost.review_cost * reviewed.sum()
+        + cost.blocked_genuine_cost * (1 - y)[blocked].sum()
+    )
+
+
+def choose_thresholds(
+    y: np.ndarray, scores: np.ndarray, amount: np.ndarray, cost: CostModel | None = None
+) -> tuple[float, float]:
+    """(review, block) thresholds of the lowest `decision_costs` on a validation set.
+
+    The cost of a pair splits into a part that depends on the review threshold only and one that
+    depends on the block threshold only, so every block threshold is paired with the best review
+    threshold at or below it in one pass over sorted scores. Candidates are score quantiles plus
+    one above the maximum (no review, or no block). Ties go to the higher thresholds.
+
+    A review band exists where an analyst is cheaper than both other decisions: where the fraud
+    loss expected per payment exceeds `review_cost`, yet the share of genuine payments is above
+    `review_cost / blocked_genuine_cost` (50 % with the defaults). A model whose scores jump
+    from clearly genuine to mostly fraud, or a review costlier than a blocked genuine payment,
+    leaves no such band: then the two thresholds are equal and the scorer never says "review".
+    """
+    cost = cost or CostModel()
+    y = np.asarray(y, dtype=np.int8)
+    s = np.asarray(scores, dtype=np.float64)
+    if len(y) == 0:
+        raise ValueError("cannot choose thresholds on an empty set")
+    candidates = np.unique(np.quantile(s, np.linspace(0.0, 1.0, THRESHOLD_CANDIDATES), method="inverted_cdf"))
+    candidates = np.append(candidates, np.nextafter(s.max(), np.inf))
+    order = np.argsort(s, kind="stable")
+    below = np.searchsorted(s[order], candidates, side="left")
+    fraud_loss = np.concatenate(([0.0], np.cumsum((cost.missed_fraud_share * np.asarray(amount) * y)[order])))
+    genuine = np.concatenate(([0], np.cumsum(1 - y[order])))
+    # cost(r, b) = missed(r) + review_cost * (n_below(b) - n_below(r)) + blocked_genuine(b)
+    review_part = fraud_loss[below] - cost.review_cost * below
+    block_part = cost.review_cost * below + cost.blocked_genuine_cost * (genuine[-1] - genuine[below])
+    # best review index at or below each block index, the later one on ties
+    best_review = np.zeros(len(candidates), dtype=np.int64)
+    for j in range(1, len(candidates)):
+        previous = best_review[j - 1]
+        best_review[j] = j if review_part[j] <= review_part[previous] else previous
+    total = review_part[best_review] + block_part
+    j = len(total) - 1 - int(np.argmin(total[::-1]))
+    return float(candidates[best_review[j]]), float(candidates[j])
+
+
+class FraudTask:
+    """Binary classification of payments; champion by validation average precision."""
+
+    kind = "binary_classification"
+    window_days = WindowDays(warmup=7, validation=10, delay=14, test=14)
+    selection = Selection("average_precision", higher_is_better=True, heading="val AP")
+    baseline_name = "rule_amount_threshold"
+    importance_scoring = "average_precision"
+    threads = None
+    noun = "models"
+    row_unit = "payments"
+
+    def __init__(self, fs: FeatureSet, cost: CostModel | None = None) -> None:
+        self.fs = fs
+        self.cost = cost or CostModel()
+
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.fs.feature_names)
+
+    def candidates(self, seed: int) -> dict[str, Any]:
+        return {name: make(seed) for name, make in CANDIDATES.items()}
+
+    def load(self, db: Path, windows: Windows) -> Splits:
+        con = connect(db, read_only=True)
+        try:
+            return splits(con, self.fs, windows)
+        finally:
+            con.close()
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "cost_review": self.cost.review_cost,
+            "cost_missed_fraud_share": self.cost.missed_fraud_share,
+            "cost_blocked_genuine": self.cost.blocked_genuine_cost,
+        }
+
+    def fit_baseline(self, frame: pd.DataFrame) -> Predict:
+        """Flag payments by amount alone (`training.evaluate.rule_baseline_scores`): nothing to fit."""
+
+        def predict(rows: pd.DataFrame) -> np.ndarray:
+            return rule_baseline_scores(rows["amount_eur"].to_numpy())
+
+        return predict
+
+    def evaluate(
+        self, name: str, validation: Predict, test: Predict, data: Splits, reference: Evaluation | None
+    ) -> Evaluation:
+        val_scores = np.asarray(validation(data.validation), dtype=np.float64)
+        review, block = choose_thresholds(
+            data.validation["label"].to_numpy(), val_scores, data.validation["amount_eur"].to_numpy(), self.cost
+        )
+        test_scores = np.asarray(test(data.test), dtype=np.float64)
+        y = data.test["label"].to_numpy()
+        return Evaluation(
+            validation=self._metrics(data.validation, val_scores, review, block),
+            test=self._metrics(data.test, test_scores, review, block),
+            policy={"threshold_review": repr(review), "threshold_block": repr(block)},
+            metrics={"threshold_review": review, "threshold_block": block},
+            figures={
+                "pr_curve.png": plots.pr_curve(y, test_scores, f"{name}: precision-recall (test)"),
+                "roc_curve.png": plots.roc_curve(y, test_scores, f"{name}: ROC (test)"),
+                "calibration.png": plots.calibration(y, test_scores, f"{name}: calibration (test)"),
+                "confusion.png": plots.confusion(
+                    y, test_scores, review, f"{name}: confusion at review threshold (test)"
+                ),
+            },
+        )
+
+    def _metrics(self, frame: pd.DataFrame, scores: np.ndarray, review: float, block: float) -> dict[str, float]:
+        y, amount = frame["label"].to_numpy(), frame["amount_eur"].to_numpy()
+        metrics = evaluate(
+            y,
+            scores,
+            event_time=frame["event_time"].to_numpy(),
+            entity=frame[self.fs.entity_column].to_numpy(),
+            amount=amount,
+            threshold=review,
+            cost=self.cost,
+        )
+        decided = decision_costs(y, scores, amount, review, block, self.cost)
+        return metrics | {
+            "review_rate": float(((scores >= review) & (scores < block)).mean()),
+            "block_rate": float((scores >= block).mean()),
+            "decision_cost_per_1k": decided / len(y) * 1000.0,
+        }
+
+    def wrap(self, estimator: Any, evaluation: Evaluation | None) -> PythonModel:
+        return ProbabilityModel(estimator, self.inputs())
+
+    def columns(self) -> list[Column]:
+        return [
+            ("val AP", lambda r: number(r.validation["average_precision"], ".3f")),
+            ("test ROC AUC", lambda r: number(r.test["roc_auc"], ".3f")),
+            ("test AP", lambda r: number(r.test["average_precision"], ".3f")),
+            ("card prec. top-k", lambda r: number(r.test["card_precision_top_k"], ".3f")),
+            (
+                "review / block from",
+                lambda r: (
+                    f"{r.evaluation.metrics['threshold_review']:.2g} / {r.evaluation.metrics['threshold_block']:.2g}"
+                ),
+            ),
+            ("cost / 1k payments", lambda r: number(r.test["decision_cost_per_1k"], ".1f")),
+        ]
+
+    def tables(self, report: TrainReport) -> list[RenderableType]:
+        return []
 
 
 class FraudJob:
@@ -30,64 +210,8 @@ class FraudJob:
             f"labels to {result.labels}, merchants to {result.merchants}"
         )
 
-    def train(self, fs: FeatureSet, db: Path, options: TrainOptions, advance: Advance) -> RenderableType:
-        windows = None
-        given = [options.train_start, options.validation_start, options.train_end, options.test_start, options.test_end]
-        if any(given):
-            con = connect(db, read_only=True)
-            try:
-                defaults = default_windows(*time_span(con, fs))
-            finally:
-                con.close()
-            windows = Windows(*(v or d for v, d in zip(given, vars(defaults).values(), strict=True)))
-        data = load_splits(db, fs, windows)
-        report = train(
-            fs,
-            data,
-            options.model_name,
-            options.candidates or tuple(CANDIDATES),
-            options.seed,
-            on_fitted=lambda _: advance(1),
-        )
-        return render(report, len(data.train), len(data.validation), len(data.test))
-
-
-def render(report: TrainReport, n_train: int, n_validation: int, n_test: int) -> RenderableType:
-    w = report.windows
-    table = Table(
-        title=f"{report.experiment}: models on the test window {w.test_start:%Y-%m-%d} – {w.test_end:%Y-%m-%d}"
-    )
-    for column in (
-        "model",
-        "version",
-        "alias",
-        "val AP",
-        "test ROC AUC",
-        "test AP",
-        "card prec. top-k",
-        "cost / 1k payments",
-        "fit s",
-    ):
-        table.add_column(column, justify="left" if column in ("model", "alias") else "right")
-    rows = [*report.results, report.baseline] if report.baseline else report.results
-    for r in rows:
-        table.add_row(
-            r.candidate,
-            r.version or "-",
-            r.alias or "-",
-            f"{r.validation['average_precision']:.3f}",
-            f"{r.test['roc_auc']:.3f}",
-            f"{r.test['average_precision']:.3f}",
-            f"{r.test['card_precision_top_k']:.3f}",
-            f"{r.test['expected_cost_per_1k']:.1f}",
-            f"{r.fit_seconds:.1f}",
-        )
-    summary = Text(
-        f"train {n_train:,} rows from {w.train_start:%Y-%m-%d}, validation {n_validation:,} from "
-        f"{w.validation_start:%Y-%m-%d}, test {n_test:,}; training labels as known at {w.cutoff:%Y-%m-%d}; "
-        f"registered as {report.model_name}"
-    )
-    return Group(summary, table)
+    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> FraudTask:
+        return FraudTask(fs)
 
 
 JOB = FraudJob()
