@@ -178,7 +178,9 @@ class FeatureSet(ABC):
             else:
                 schema = self._schema(kind if kind is not None else str(payload.get("type")))
                 event = msgspec.convert(payload, schema, strict=False)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except msgspec.ValidationError as exc:
+            raise InvalidEvent(f"schema violation: {self._problems(kind, payload) or exc}") from None
+        except msgspec.DecodeError as exc:
             raise InvalidEvent(f"schema violation: {exc}") from None
         except InvalidEvent:
             raise
@@ -192,6 +194,33 @@ class FeatureSet(ABC):
         except (OverflowError, ValueError) as exc:  # e.g. a valid datetime no calendar can place
             raise InvalidEvent(f"impossible value: {type(exc).__name__}: {exc}") from None
         return event
+
+    def _problems(self, kind: str | None, payload: bytes | str | Mapping[str, Any]) -> str:
+        """Every field of an invalid event that breaks its schema, in one reason ("" if the
+        problem is not one of its fields'): a user fixes an input once, not once per field."""
+        strict = isinstance(payload, bytes | str)
+        try:
+            data = msgspec.json.decode(payload) if strict else payload
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
+            return ""
+        if not isinstance(data, Mapping):
+            return ""
+        schema = self.schemas.get(kind if kind is not None else str(data.get("type")))
+        if schema is None:
+            return ""
+        problems = []
+        for f in msgspec.structs.fields(schema):
+            if f.encode_name not in data:
+                if f.required:
+                    problems.append(f"Object missing required field `{f.encode_name}`")
+                continue
+            try:
+                msgspec.convert(data[f.encode_name], f.type, strict=strict)
+            except msgspec.ValidationError as exc:
+                problems.append(f"{exc} - at `$.{f.encode_name}`")
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                problems.append(f"{type(exc).__name__} - at `$.{f.encode_name}`")
+        return "; ".join(problems)
 
     def _decoder(self, kind: str) -> msgspec.json.Decoder:
         try:

@@ -22,6 +22,9 @@ class UseCase:
     build: Callable[[Path, str], FeatureSet]
     """(folder with the use case's reference data, pseudonym secret) -> FeatureSet."""
     model_name: str
+    references: tuple[str, ...] = ()
+    """Reference files in the use case's folder the FeatureSet is built from (part of what
+    makes its rows, so part of a materialization's input fingerprint)."""
 
 
 def _fraud(folder: Path, secret: str) -> FeatureSet:
@@ -63,7 +66,7 @@ def _store(folder: Path, secret: str) -> FeatureSet:
 
 
 USE_CASES: dict[str, UseCase] = {
-    "fraud": UseCase("fraud", {"payment": "payments", "label": "labels"}, _fraud, "fraud-detector"),
+    "fraud": UseCase("fraud", {"payment": "payments", "label": "labels"}, _fraud, "fraud-detector", ("merchants.csv",)),
     "loan": UseCase(
         "loan",
         {
@@ -75,6 +78,7 @@ USE_CASES: dict[str, UseCase] = {
         },
         _loan,
         "loan-acceptance",
+        ("risk_grades.csv",),
     ),
     "store": UseCase(
         "store",
@@ -87,6 +91,7 @@ USE_CASES: dict[str, UseCase] = {
         },
         _store,
         "store-demand",
+        ("products.csv", "stores.csv"),
     ),
 }
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from confluent_kafka import KafkaException
+from confluent_kafka.serialization import SerializationError
 from quixstreams import Application
 from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout
 from quixstreams.exceptions import PartitionAssignmentError
@@ -62,6 +63,11 @@ def run_supervised(
         try:
             make_app().run(timeout=idle_timeout, collect=False)
             return
+        except SerializationError as exc:  # a Kafka exception by type, a message's fault in fact
+            if poison is None or not poison.crashed(exc):
+                raise
+            log.warning("%s: a message could not be written; a new client starts and dead-letters it", name)
+            continue
         except RECOVERABLE as exc:
             log.warning("%s: Kafka failure, a new client starts in %.0f s: %s", name, backoff, exc)
         except Exception as exc:

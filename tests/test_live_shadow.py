@@ -109,16 +109,29 @@ def test_raising_and_sleeping_challengers_do_not_change_champion_decisions(tmp_p
 
 
 def test_harness_records_every_model_restarts_a_dead_one_and_logs_live_metrics(tmp_path: Path) -> None:
+    """Also: NULL, empty and malformed messages on every topic the challengers and the collector
+    read are passed over, and the harness goes on."""
     sim = simulation()
     store = model_store()
     prefix = unique_prefix("metrics")
     rows = sim.rows
     produce_rows(f"{prefix}fraud-features", rows)
+    hostile: list[tuple[bytes | None, bytes | None]] = [
+        (b"k", None),
+        (None, None),
+        (b"k", b""),
+        (None, b"{not json"),
+        (b"k", b"[1, 2]"),
+    ]
+    produce(f"{prefix}fraud-features", hostile)
     produce(
         f"{prefix}fraud-labels",
         ((pid, {"payment_id": pid, "is_fraud": y, "known_at": 1_767_225_600_000}) for pid, y in sim.labels.items()),
     )
+    produce(f"{prefix}fraud-labels", hostile)
     _champion_run(prefix, rows)
+    for topic in (f"{prefix}fraud-decisions", f"{prefix}fraud-shadow-scores"):  # what the collector reads
+        produce(topic, [*hostile, (b"k", b'[{"payment_id": "p"}]')])
 
     good, raiser, crasher = store.versions["lr_strong"], store.versions["raiser"], store.versions["crasher"]
     live_db = tmp_path / "live.duckdb"

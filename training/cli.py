@@ -128,14 +128,40 @@ def materialize(
         ),
     ] = None,
     secret: Secret = DEV_SECRET,
-    force: Annotated[bool, typer.Option(help="Replay even if these inputs were materialized already.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Replay even if these inputs were materialized already; replaces earlier dead letters."),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="Processes to replay on: events split by key hash, the same rows as one.")
+    ] = 1,
+    max_rejected: Annotated[
+        float,
+        typer.Option(
+            help="Fail (exit 1) when more than this share of the events is rejected; at 1.0, only when all are."
+        ),
+    ] = 1.0,
 ) -> None:
-    """Replay event files through the FeatureSet into DuckDB (idempotent, resumable)."""
+    """Replay event files through the FeatureSet into DuckDB (idempotent, resumable).
+
+    Ends with the dead letters by reason, an example each; exits 1 when too many events were
+    rejected (--max-rejected; by default, when every one was).
+    """
     check_use_case(use_case)
+    from rich.table import Table
+
     from training.materialize import materialize as run_materialize
 
+    if workers < 1:
+        raise typer.BadParameter("--workers must be at least 1")
+    if not 0.0 <= max_rejected <= 1.0:
+        raise typer.BadParameter("--max-rejected is a share of the events, from 0.0 to 1.0")
     sources = parse_sources(events) if events else default_sources(use_case, data_dir)
-    fs = build_featureset(use_case, data_dir / use_case, secret)
+    try:
+        fs = build_featureset(use_case, data_dir / use_case, secret)
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    references = [data_dir / use_case / name for name in get_use_case(use_case).references]
     tasks: dict[str, TaskID] = {}
     with progress_bar() as bar:
 
@@ -144,7 +170,7 @@ def materialize(
                 tasks[step] = bar.add_task(step, total=total)
             bar.advance(tasks[step], n)
 
-        report = run_materialize(fs, sources, db, progress=advance, force=force)
+        report = run_materialize(fs, sources, db, progress=advance, force=force, workers=workers, references=references)
     if report.skipped:
         console.print(
             f"[yellow]already materialized[/]: these inputs with FeatureSet {report.featureset_version} "
@@ -154,8 +180,24 @@ def materialize(
     console.print(
         f"[green]materialized[/] {report.events_read:,} events in {report.seconds:.1f} s "
         f"({report.events_per_second:,.0f} events/s): {report.rows_written:,} feature rows, "
-        f"{report.labels_written:,} labels, {report.dead_letters:,} dead letters → {db}"
+        f"{report.labels_written:,} labels, {report.dead_letters:,} dead letters, {report.duplicates:,} repeats "
+        f"dropped → {db}" + (f" ({report.workers} workers)" if report.workers > 1 else "")
     )
+    if report.rejected:
+        table = Table(title="dead letters by reason")
+        for column in ("reason", "events", "first example", "where"):
+            table.add_column(column, overflow="fold")
+        for kind, rejection in sorted(report.rejected.items(), key=lambda item: -item[1].count):
+            table.add_row(kind, f"{rejection.count:,}", rejection.example[:300], rejection.where)
+        console.print(table)
+    rejected = sum(r.count for r in report.rejected.values())
+    if report.events_read and (rejected / report.events_read > max_rejected or rejected == report.events_read):
+        console.print(
+            f"[red]{rejected:,} of {report.events_read:,} events were rejected[/] "
+            f"(more than --max-rejected {max_rejected:g}): fix the input (see the reasons above), map your "
+            "columns, or raise --max-rejected"
+        )
+        raise typer.Exit(1)
 
 
 def _date(value: str | None, option: str) -> datetime | None:

@@ -18,15 +18,15 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import duckdb
 
-from features.featureset import FeatureSet, LocalRunner
+from features.featureset import DeadLetter, FeatureSet, LocalRunner
 from training import replay, store
 from training.replay import Shard, Source
 from training.sources import count_events, fingerprint
@@ -48,6 +48,8 @@ class MaterializeReport:
     seconds: float
     duplicates: int = 0
     workers: int = 1
+    rejected: dict[str, Rejection] = field(default_factory=dict)
+    """Dead letters of this run by the class of their reason (`schema violation`, ...)."""
 
     @property
     def events_per_second(self) -> float:
@@ -55,10 +57,40 @@ class MaterializeReport:
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """How many events were rejected for one class of reason, and the first of them."""
+
+    count: int
+    example: str
+    where: str
+
+
+@dataclass(frozen=True)
 class _ShardResult:
     read: int
     events: int
     duplicates: int
+    rejected: dict[str, Rejection]
+
+
+def _tally(letters: Iterable[DeadLetter], into: dict[str, Rejection]) -> None:
+    for letter in letters:
+        kind = letter.reason.split(":", 1)[0]
+        seen = into.get(kind)
+        into[kind] = (
+            Rejection(seen.count + 1, seen.example, seen.where)
+            if seen
+            else Rejection(1, letter.reason, f"{letter.source} {letter.position}")
+        )
+
+
+def _merge(results: Iterable[_ShardResult]) -> dict[str, Rejection]:
+    merged: dict[str, Rejection] = {}
+    for result in results:
+        for kind, r in result.rejected.items():
+            seen = merged.get(kind)
+            merged[kind] = Rejection(seen.count + r.count, seen.example, seen.where) if seen else r
+    return merged
 
 
 def materialize(
@@ -68,14 +100,20 @@ def materialize(
     progress: Progress | None = None,
     force: bool = False,
     workers: int = 1,
+    references: Sequence[Path] = (),
 ) -> MaterializeReport:
-    """Replay `sources` through `featureset` into the DuckDB file at `db_path`, on `workers` processes."""
+    """Replay `sources` through `featureset` into the DuckDB file at `db_path`, on `workers` processes.
+
+    `references` (the merchant reference, a product master) are part of the input fingerprint:
+    other reference data makes other rows. `force` replays inputs already materialized and
+    replaces the dead letters earlier runs of this FeatureSet version left.
+    """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     started = datetime.now(UTC).replace(tzinfo=None)
     clock = time.perf_counter()
     replay.check(featureset, sources)
-    input_fp = fingerprint([s.path for s in sources])
+    input_fp = fingerprint([*(s.path for s in sources), *references])
     con = store.connect(db_path)
     try:
         store.ensure_tables(con, featureset)
@@ -88,6 +126,8 @@ def materialize(
             return MaterializeReport(featureset.name, featureset.version, input_fp, done[0], 0, 0, done[3], True, 0.0)
         total = sum(count_events(s.path) for s in sources)
         names = store.table_names(featureset.name)
+        if force:
+            con.execute(f"DELETE FROM {names['dead_letters']} WHERE featureset_version = ?", [featureset.version])
         before = {kind: _count(con, table) for kind, table in names.items()}
         reporter = _Reporter(progress, total)
         runner = LocalRunner(featureset)
@@ -124,6 +164,7 @@ def materialize(
             seconds,
             fed.duplicates + result.duplicates,
             workers,
+            _merge([fed, result]),
         )
     finally:
         con.close()
@@ -167,6 +208,8 @@ def _replay_into(
         rows = store.TableWriter(con, names["features"], featureset.columns, version)
         labels = store.TableWriter(con, names["labels"], featureset.label_columns)
         dead = store.TableWriter(con, names["dead_letters"], store.DEAD_LETTER_COLUMNS, version)
+        rejected: dict[str, Rejection] = {}
+        _tally(history.dead_letters, rejected)
         for letter in history.dead_letters:
             dead.add(store.dead_letter_row(letter))
         dead.flush()
@@ -177,6 +220,7 @@ def _replay_into(
                 rows.add(row)
             for label in outcome.labels:
                 labels.add(label)
+            _tally(outcome.dead_letters, rejected)
             for letter in outcome.dead_letters:
                 dead.add(store.dead_letter_row(letter))
             duplicates += outcome.duplicate
@@ -186,7 +230,7 @@ def _replay_into(
         rows.flush()
         labels.flush()
         dead.flush()
-        return _ShardResult(read=history.read, events=n, duplicates=duplicates)
+        return _ShardResult(read=history.read, events=n, duplicates=duplicates, rejected=rejected)
     finally:
         gc.enable()
 
@@ -254,6 +298,7 @@ def _parallel(
             read=max(o.read for o in done),
             events=sum(o.events for o in done),
             duplicates=sum(o.duplicates for o in done),
+            rejected=_merge(done),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

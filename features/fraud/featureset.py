@@ -184,7 +184,10 @@ class FraudFeatureSet(FeatureSet):
             }
         assert isinstance(event, Payment)
         p = self.pseudonym
-        reference, found = self.redactor.redact(event.reference, (event.cardholder_name, event.email))
+        reference, found = self.redactor.redact(
+            event.reference,
+            (event.cardholder_name, event.email, event.customer_id, event.card_number, event.device_id, event.ip),
+        )
         return {
             "kind": "payment",
             "t": to_ms(event.ts),
