@@ -90,6 +90,13 @@ class Mapping(msgspec.Struct, dict=True):
         for kind, table in document.items():
             if not isinstance(table, dict):
                 raise MappingError(f"{path}: top-level key {kind!r} is not a table; put it under [<event kind>]")
+            tables = [(f"{kind}.{key}", table.get(key)) for key in ("rename", "cast")]
+            label = table.get("label")
+            tables.append((f"{kind}.label.fields", label.get("fields") if isinstance(label, dict) else None))
+            for where, names in tables:  # msgspec would say `$.rename[...]`: name the key
+                for key, value in names.items() if isinstance(names, dict) else ():
+                    if not isinstance(value, str):
+                        raise MappingError(f"{path}: {where}.{key}: expected a string (a name), got {value!r}")
             try:
                 kinds[kind] = msgspec.convert(table, KindMapping)
             except msgspec.ValidationError as exc:
