@@ -309,8 +309,6 @@ def _to_time(zone: tzinfo | None) -> Callable[[Any], Any]:
     spring-forward gap the offset before the change, a repeated autumn hour its first pass),
     numbers are epoch times; a value already aware keeps its offset."""
 
-    offsets: dict[timedelta | None, tzinfo] = {timedelta(0): UTC}
-
     def convert(value: Any) -> Any:
         moment: datetime | None
         if isinstance(value, str):
@@ -322,7 +320,8 @@ def _to_time(zone: tzinfo | None) -> Callable[[Any], Any]:
         elif isinstance(value, datetime):  # pandas' Timestamp too, rebuilt as a plain datetime
             moment = value
             if type(value) is not datetime:
-                moment = datetime(*value.timetuple()[:6], value.microsecond, value.tzinfo, fold=value.fold)
+                offset = value.utcoffset()
+                moment = _plain(value, None if offset is None else _fixed(offset))
         elif isinstance(value, date):
             moment = datetime(value.year, value.month, value.day)
         elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -334,14 +333,27 @@ def _to_time(zone: tzinfo | None) -> Callable[[Any], Any]:
         if moment.tzinfo is None:
             if zone is None:  # the schema says a zone is missing
                 return value if isinstance(value, str) else moment
-            offset = zone.utcoffset(moment)
-            fixed = offsets.get(offset)
-            if fixed is None:
-                fixed = offsets[offset] = timezone(offset)  # type: ignore[arg-type]
-            return moment.replace(tzinfo=fixed)
+            return _plain(moment, _fixed(zone.utcoffset(moment)))  # type: ignore[arg-type]
         return moment
 
     return convert
+
+
+_OFFSETS: dict[timedelta, tzinfo] = {timedelta(0): UTC}
+
+
+def _fixed(offset: timedelta) -> tzinfo:
+    """The fixed-offset zone of `offset`, one object per offset."""
+    zone = _OFFSETS.get(offset)
+    if zone is None:
+        zone = _OFFSETS[offset] = timezone(offset)
+    return zone
+
+
+def _plain(moment: datetime, zone: tzinfo | None) -> datetime:
+    """`moment` as a plain datetime in `zone`: faster than `replace`, and sheds subclasses msgspec refuses."""
+    m = moment
+    return datetime(m.year, m.month, m.day, m.hour, m.minute, m.second, m.microsecond, zone, fold=m.fold)
 
 
 _CAST_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
@@ -397,9 +409,12 @@ class _LabelPlan:
             return None
         label = {target: event[source] for target, source in self.copies if source in event}
         label[self.into] = _to_bool(flag)
-        if type(moment.tzinfo) is not timezone:  # a zone's clock shifts; elapsed time is what counts
-            moment = moment.astimezone(UTC)
-        label[self.at] = moment + self.delay
+        try:
+            if type(moment.tzinfo) is not timezone:  # a zone's clock shifts; elapsed time is what counts
+                moment = moment.astimezone(UTC)
+            label[self.at] = moment + self.delay
+        except OverflowError:  # past year 9999: the label goes without its time, and its dead letter says so
+            pass
         return label
 
 
@@ -420,7 +435,7 @@ class _Plan:
         else:
             try:
                 row = msgspec.json.decode(payload)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 return [(kind, payload)]
             if not isinstance(row, dict):
                 return [(kind, payload)]

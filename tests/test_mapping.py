@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.depersonalize import Policy
@@ -323,6 +323,8 @@ def test_datetime_objects_naive_aware_pandas_and_dates() -> None:
     assert type(naive) is datetime and naive == utc_ten + timedelta(microseconds=123_456)
     aware = cast_one("time", pd.Timestamp("2024-07-15 08:00:00", tz="UTC"))
     assert type(aware) is datetime and aware == utc_ten
+    zoned = cast_one("time", pd.Timestamp("2024-07-15 10:00:00", tz="Europe/Stockholm"))  # a zoned Parquet column
+    assert type(zoned) is datetime and zoned == utc_ten and zoned.utcoffset() == timedelta(hours=2)
     assert cast_one("time", date(2024, 7, 15), "Europe/Stockholm") == datetime(2024, 7, 14, 22, 0, tzinfo=UTC)
 
 
@@ -444,6 +446,50 @@ def test_a_json_line_that_is_not_an_object_passes_unchanged_and_parse_says_why(l
     assert mapping.apply("payment", line) == [("payment", line)]
     with pytest.raises(InvalidEvent, match="schema violation"):
         CardHistory().parse("payment", line)
+
+
+def test_a_json_line_nested_too_deep_passes_unchanged() -> None:
+    line = b"[" * 100_000 + b"]" * 100_000
+    assert Mapping.from_options("payment", CARD_OPTIONS).apply("payment", line) == [("payment", line)]
+
+
+def test_a_label_whose_time_would_pass_year_9999_is_rejected_for_it() -> None:
+    row = {"TRANSACTION_ID": "p1", "TX_DATETIME": "9999-12-30T00:00:00+00:00", "TERMINAL_ID": "m", "TX_FRAUD": "1"}
+    (_, event), (_, label) = card_mapping().apply("payment", row)
+    assert event["ts"] == datetime(9999, 12, 30, tzinfo=UTC) and "known_at" not in label
+    with pytest.raises(InvalidEvent, match="missing required field `known_at`"):
+        CardHistory().parse("label", label)
+
+
+VALUES = st.one_of(
+    st.text(max_size=30),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.datetimes(),
+    st.datetimes().map(lambda d: d.replace(tzinfo=STOCKHOLM)),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9))])),
+    st.dates(),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.sampled_from([*ROW, "ts", "other"]), VALUES))
+def test_apply_never_raises_for_what_a_row_holds(row: dict[str, Any]) -> None:
+    for events in (
+        Mapping.from_options("payment", CARD_OPTIONS).apply("payment", row),
+        card_mapping().apply("payment", row),
+    ):
+        assert [kind for kind, _ in events] in (["payment"], ["payment", "label"])
+
+
+@settings(deadline=None)
+@given(st.binary(max_size=200) | st.dictionaries(st.sampled_from(list(ROW)), VALUES).map(msgspec.json.encode))
+def test_apply_never_raises_for_a_json_line(line: bytes) -> None:
+    events = Mapping.from_options("payment", CARD_OPTIONS).apply("payment", line)
+    assert events[0][0] == "payment"
 
 
 # --- TOML and options ---
