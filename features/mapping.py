@@ -11,10 +11,19 @@ against the use case's schemas by `check`.
 A value the mapping cannot convert (a time it cannot read, an id that is not a number) is
 passed on unchanged, so `FeatureSet.parse` rejects the event naming the field and the value
 stays visible in the dead letter; `apply` never raises for a row's content.
+
+For the drivers: build a mapping with `Mapping.load(path)` or `Mapping.from_options(kind, args)`
+(the options and their help are in `OPTIONS`), call `check(featureset.schemas)` before reading
+(a `MappingError` is a user's mistake, to show as it is; the dict it returns lists fields to warn
+about), then read files with `mapped_payloads(path, kind, mapping)` instead of `read_payloads`:
+it yields `(kind, position, payload)`, where `kind` may be the derived label's, so parse,
+order (`kind_order`) and dead-letter each event by the kind it yields. `files` gives the event
+files a TOML mapping names; `digest` belongs in a fingerprint of the inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import shlex
@@ -156,6 +165,13 @@ class Mapping(msgspec.Struct, dict=True):
     def files(self) -> dict[str, Path]:
         """Kind -> event file, for the kinds whose table names one."""
         return {kind: Path(km.file) for kind, km in self.kinds.items() if km.file is not None}
+
+    @property
+    def digest(self) -> str:
+        """Hash of what shapes the events, not of where the files are: a changed mapping makes the
+        same files a new input (for a fingerprint of what was materialized), on any machine."""
+        shape = {kind: msgspec.structs.replace(km, file=None) for kind, km in self.kinds.items()}
+        return hashlib.sha256(msgspec.json.encode(shape, order="sorted")).hexdigest()[:16]
 
     def check(self, schemas: Schemas) -> dict[str, list[str]]:
         """Fail if the mapping names a kind or field the schemas lack, or a value that cannot fit.

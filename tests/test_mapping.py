@@ -533,6 +533,14 @@ def test_options_and_toml_defaults_agree(tmp_path: Path) -> None:
     assert Mapping.from_options("payment", []) == one()
 
 
+def test_the_digest_changes_with_what_shapes_events_not_with_where_files_are(tmp_path: Path) -> None:
+    from_toml = toml(tmp_path, CARD_TOML.replace("[payment]\n", '[payment]\nfile = "transactions.csv"\n', 1))
+    reordered = ["--cast", "amount=float", *CARD_OPTIONS]  # the same casts, another order
+    assert from_toml.digest == Mapping.from_options("payment", reordered).digest
+    assert from_toml.digest != Mapping.from_options("payment", [*CARD_OPTIONS, "--drop", "X"]).digest
+    assert from_toml.digest != Mapping.from_options("payment", [*CARD_OPTIONS[:-1], "payment_id=payment_id"]).digest
+
+
 def test_a_toml_file_names_its_kinds_files_relative_to_itself(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     text = '[payment]\nfile = "../transactions.csv"\n[label]\nfile = "/data/labels.jsonl"\n[other]\n'
