@@ -51,9 +51,9 @@ class MappingError(ValueError):
 
 
 class LabelRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Each row also yields a label event of `kind`: the flag of column `from` as a boolean in
-    field `into`, known `delay` after the event's time field `since` (field `at`), plus the
-    event's fields named in `fields` (label field -> event field)."""
+    """Each row also yields a label event of `kind`: the flag of source column `from` (`flag` in
+    Python) as a boolean in field `into`, known `delay` after the event's time field `since` (in
+    field `at`), plus the event's fields named in `fields` (label field -> event field)."""
 
     flag: str = msgspec.field(name="from")
     delay: str
