@@ -200,7 +200,7 @@ class FeatureSet(ABC):
         problem is not one of its fields'): a user fixes an input once, not once per field."""
         strict = isinstance(payload, bytes | str)
         try:
-            data = msgspec.json.decode(payload) if strict else payload
+            data = msgspec.json.decode(payload) if isinstance(payload, bytes | str) else payload
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
             return ""
         if not isinstance(data, Mapping):
