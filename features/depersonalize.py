@@ -22,18 +22,18 @@ from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanR
 DEV_SECRET = "samestream-dev-secret-change-me"
 
 _PARTICLES = "van|von|de|der|den|da|di|del|du|la|le|ten|ter|dos|das|af|av"
-_CAPITALIZED = r"(?:\p{Lu}['’])?\p{Lu}\p{Ll}+(?:(?:[-'’]\p{Lu}?|\p{Lu})\p{Ll}+)*"
-_UPPER = r"(?:\p{Lu}['’])?\p{Lu}{2,}(?:[-'’]\p{Lu}{2,})*"
-_NAME_WORD = rf"(?:{_CAPITALIZED}|{_UPPER})"
-PERSON_NAME = rf"\b{_NAME_WORD}(?:\s+(?:(?:{_PARTICLES})\s+)*{_NAME_WORD})+\b"
-"""Two or more capitalized or all-capital words in a row ("Olivier Fleury", "Louise van
-Kasteelen", "ZEBULON QUARTERMAINE", "Jean DUPONT")."""
+_CAPITALIZED = r"(?:\p{Lu}['’])?\p{Lu}\p{Ll}+(?:(?:[-'’]\p{Lu}?|\p{Lu})\p{Ll}+)*(?:-\p{Lu}\.)?"
+_UPPER = r"(?:\p{Lu}['’])?\p{Lu}{2,}(?:[-'’]\p{Lu}{2,})*(?:-\p{Lu}\.)?"
+_INITIAL = rf"\p{{Lu}}\.(?:-{_CAPITALIZED})?"
+_NAME_WORD = rf"(?:{_CAPITALIZED}|{_UPPER}|{_INITIAL})"
+PERSON_NAME = rf"(?<![\w.]){_NAME_WORD}(?:\s+(?:(?:{_PARTICLES})\s+)*{_NAME_WORD})+(?!\w)"
+"""Two or more capitalized or all-capital words or initials in a row ("Olivier Fleury", "Louise
+van Kasteelen", "ZEBULON QUARTERMAINE", "Jean DUPONT", "J. R. Smith", "Hans-J. KREUSEL")."""
 
 # Every entity the recognizers know holds a digit (card, IBAN, IPv4, phone, national id), an "@"
-# (email), "::" (IPv6) or two name-shaped words in a row: text without any is skipped with one scan.
-_MAY_HOLD_ENTITY = regex.compile(
-    rf"[0-9@]|::|(?:\p{{Lu}}\p{{Ll}}|\p{{Lu}}{{2}})\p{{L}}*[\s'’-]+(?:(?:{_PARTICLES})\s+)*\p{{Lu}}\p{{L}}"
-)
+# (email), "::" (IPv6) or two words starting with a capital in a row: text without any is skipped
+# with one scan.
+_MAY_HOLD_ENTITY = regex.compile(rf"[0-9@]|::|\p{{Lu}}[\p{{L}}'’.-]*\s+(?:(?:{_PARTICLES})\s+)*\p{{Lu}}")
 
 # What an entity cannot be written without, where that is cheaper to look for than its patterns
 # (presidio's IPv6 patterns alone cost several µs a scan): an email has an "@"; an IPv4 address
@@ -331,8 +331,9 @@ def _bare_digits(text: str) -> bool:
         return (len(d) == 10 or d[:2] in ("19", "20")) and _se_date(d[-10:]) and _luhn(d[-10:])
     if len(d) == 11:  # Norwegian fødselsnummer, Polish PESEL, Estonian isikukood, Belgian number
         return _no_fnr(d) or _pl_pesel(d) or _ee_isikukood(d) or _be_national(d)
-    if len(d) == 15:  # French NIR with its key
-        return 97 - int(d[:13]) % 97 == int(d[13:])
+    if len(d) == 15:  # French NIR with its key; Corsica's departments 2A and 2B count as 19 and 18
+        number = d[:5] + {"2A": "19", "2B": "18"}.get(d[5:7], d[5:7]) + d[7:13]
+        return number.isdigit() and 97 - int(number) % 97 == int(d[13:])
     return False
 
 
@@ -343,10 +344,14 @@ def _shape_only(text: str) -> bool:
 NATIONAL_IDS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     ("SE/DK with separator", r"\b(?:19|20)?[0-9]{6}[-+][0-9]{4}\b", _with_separator),
     ("FI henkilötunnus", r"\b[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y]\b", lambda t: _ddmmyy(t[:6])),
-    ("digits only (NL, SE, NO, PL, EE, BE, FR)", r"\b(?:[0-9]{9,12}|[0-9]{15})\b", _bare_digits),
+    (
+        "digits only (NL, SE, NO, PL, EE, BE, FR)",
+        r"\b(?:[0-9]{9,12}|[0-9]{15}|[12][0-9]{4}2[AB][0-9]{8})\b",
+        _bare_digits,
+    ),
     ("NL BSN with dots", r"\b[0-9]{4}\.[0-9]{2}\.[0-9]{3}\b", _bare_digits),
     ("BE national number", r"\b[0-9]{2}\.[0-9]{2}\.[0-9]{2}[-. ][0-9]{3}\.[0-9]{2}\b", _bare_digits),
-    ("FR NIR spaced", r"\b[12] [0-9]{2} [0-9]{2} [0-9]{2} [0-9]{3} [0-9]{3} [0-9]{2}\b", _bare_digits),
+    ("FR NIR spaced", r"\b[12] [0-9]{2} [0-9]{2} (?:[0-9]{2}|2[AB]) [0-9]{3} [0-9]{3} [0-9]{2}\b", _bare_digits),
     ("US SSN", r"\b[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}\b", _shape_only),
     ("UK National Insurance", r"\b[A-Z]{2} ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-Z]\b", _shape_only),
     ("ES DNI / NIE", r"\b(?:[0-9]{8}|[XYZ]-?[0-9]{7})-?[A-Z]\b", _shape_only),

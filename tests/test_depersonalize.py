@@ -130,10 +130,31 @@ def test_a_phone_next_to_an_order_number_or_a_date_is_still_found() -> None:
 
 @pytest.mark.parametrize(
     "national_id",
-    ["650729-9314", "19650729-9314", "6507299318", "123-45-6789", "QQ 12 34 56 C", "111222333", "RSSMRA85T10A562S"],
+    [
+        "650729-9314",
+        "19650729-9314",
+        "6507299318",
+        "123-45-6789",
+        "QQ 12 34 56 C",
+        "111222333",
+        "RSSMRA85T10A562S",
+        "265082B03395736",
+    ],
 )
 def test_national_ids(national_id: str) -> None:
     assert Redactor().redact(f"id {national_id} for the rental") == ("id <NATIONAL_ID> for the rental", 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["Jean DUPONT", "MOHAMMAD O'SULLIVAN", "J. R. Smith", "Hans-J. KREUSEL", "Louise van Kasteelen"]
+)
+def test_names_of_other_people_in_capitals_and_with_initials(name: str) -> None:
+    assert Redactor().redact(f"Gift from {name}, thanks") == ("Gift from <PERSON>, thanks", 1)
+
+
+def test_a_greeting_keeps_its_word_and_loses_the_name() -> None:
+    assert Redactor().redact("Thanks Anna") == ("Thanks <PERSON>", 1)
+    assert Redactor().redact("Happy Birthday Anna Berg!") == ("Happy Birthday <PERSON>!", 1)
 
 
 def test_known_values_match_by_word_without_accents_and_by_digits() -> None:
