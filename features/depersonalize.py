@@ -504,7 +504,7 @@ _WORD_CHAR = regex.compile(r"[\p{L}\p{N}]")
 
 
 class _Terms:
-    """What to look for of one personal value, folded: the value itself anywhere; its words (of a
+    """What to look for of personal values, folded: each value itself anywhere; its words (of a
     name, an email's local part and domain) as whole words; its digits (a card or phone number)
     whatever separates them."""
 
@@ -512,7 +512,7 @@ class _Terms:
 
     def __init__(self, value: str) -> None:
         folded = _fold(value.strip())
-        self.anywhere = folded if len(folded) >= MIN_TERM else ""
+        self.anywhere: tuple[str, ...] = (folded,) if len(folded) >= MIN_TERM else ()
         words: set[str] = set()
         if _NAME_LIKE.fullmatch(folded):
             parts = _NAME_PARTS.findall(folded)
@@ -530,7 +530,18 @@ class _Terms:
                 words.add(domain)
         self.words = tuple(w for w in words if len(w) >= MIN_TERM and w not in _PARTICLE_SET and w != folded)
         digits = _digits(folded)
-        self.digits = digits if len(digits) >= 6 else ""
+        self.digits: tuple[str, ...] = (digits,) if len(digits) >= 6 else ()
+
+    @classmethod
+    def union(cls, parts: list[_Terms]) -> _Terms:
+        """The terms of several values together."""
+        union = cls.__new__(cls)
+        union.anywhere, union.words, union.digits = (), (), ()
+        for part in parts:
+            union.anywhere += part.anywhere
+            union.words += part.words
+            union.digits += part.digits
+        return union
 
 
 class _Text:
@@ -593,6 +604,7 @@ class Redactor:
         )
         self._seen: dict[str, _Text] = {}
         self._terms: dict[str, _Terms] = {}
+        self._known: dict[tuple[object, ...], _Terms] = {}
 
     @cached_property
     def _prefilters(self) -> tuple[_Prefilter, ...]:
@@ -644,23 +656,36 @@ class Redactor:
             return []
         seen = self._text(text)
         spans = list(seen.entities)
-        for value in known:
-            terms = self._terms.get(value) if isinstance(value, str) else None
-            if terms is None:
-                if value is None or value == "" or isinstance(value, bool):
-                    continue
-                terms = self._terms_of(value)
-            _find_known(seen, terms, spans)
+        _find_known(seen, self._known_terms(known), spans)
         return _join_names(text, _merge(spans)) if len(spans) > len(seen.entities) else spans
 
-    def _terms_of(self, value: object) -> _Terms:
-        key = value if isinstance(value, str) else str(value)
-        terms = self._terms.get(key)
+    def _known_terms(self, known: Iterable[object]) -> _Terms:
+        """The terms of all `known` values at once, remembered per tuple of values: an event's
+        values come again with the customer's next payment."""
+        values = known if isinstance(known, tuple) else tuple(known)
+        try:
+            terms = self._known.get(values)
+        except TypeError:  # an unhashable value: not remembered
+            return self._union(values)
         if terms is None:
-            if len(self._terms) >= KNOWN_VALUES:
-                self._terms.clear()
-            terms = self._terms[key] = _Terms(key)
+            if len(self._known) >= KNOWN_VALUES:
+                self._known.clear()
+            terms = self._known[values] = self._union(values)
         return terms
+
+    def _union(self, values: tuple[object, ...]) -> _Terms:
+        parts = []
+        for value in values:
+            if value is None or value == "" or isinstance(value, bool):
+                continue
+            key = value if isinstance(value, str) else str(value)
+            terms = self._terms.get(key)
+            if terms is None:
+                if len(self._terms) >= KNOWN_VALUES:
+                    self._terms.clear()
+                terms = self._terms[key] = _Terms(key)
+            parts.append(terms)
+        return parts[0] if len(parts) == 1 else _Terms.union(parts)
 
     def redact(self, text: str, known: Iterable[object] = ()) -> tuple[str, int]:
         """Return the text with personal data replaced, and how many entities were replaced."""
@@ -680,13 +705,13 @@ class Redactor:
 
 
 def _find_known(seen: _Text, terms: _Terms, spans: list[tuple[int, int, str]]) -> None:
-    """Add to `spans` where one known value's terms appear in the text."""
+    """Add to `spans` where the known values' terms appear in the text."""
     folded = seen.folded
-    if terms.anywhere:
-        start = folded.find(terms.anywhere)
+    for term in terms.anywhere:
+        start = folded.find(term)
         while start != -1:
-            spans.append((start, start + len(terms.anywhere), "PERSON_DATA"))
-            start = folded.find(terms.anywhere, start + len(terms.anywhere))
+            spans.append((start, start + len(term), "PERSON_DATA"))
+            start = folded.find(term, start + len(term))
     for word in terms.words:
         start = folded.find(word)
         while start != -1:
@@ -694,12 +719,13 @@ def _find_known(seen: _Text, terms: _Terms, spans: list[tuple[int, int, str]]) -
             if _whole_word(folded, start, end):
                 spans.append((start, end, "PERSON_DATA"))
             start = folded.find(word, start + 1)
-    if terms.digits:
-        for digits, at in seen.numbers:
-            start = digits.find(terms.digits)
-            while start != -1:
-                spans.append((at[start], at[start + len(terms.digits) - 1] + 1, "PERSON_DATA"))
-                start = digits.find(terms.digits, start + 1)
+    if terms.digits and seen.numbers:
+        for number in terms.digits:
+            for digits, at in seen.numbers:
+                start = digits.find(number)
+                while start != -1:
+                    spans.append((at[start], at[start + len(number) - 1] + 1, "PERSON_DATA"))
+                    start = digits.find(number, start + 1)
 
 
 _NAME_GAP = regex.compile(rf"[\s'’-]{{1,3}}|\s+(?:{_PARTICLES})\s+", regex.IGNORECASE)
