@@ -91,16 +91,23 @@ CANARIES = {
     "cardholder_name": "Quennell Zabriskie-Canary",
     "email": "quennell.canary@zabriskie-mail.com",
 }
-REFERENCE_CANARIES = ("GB33BUKB20201555555555", "4000 0012 3456 7899", "canary.ref@zabriskie-mail.com")
+REFERENCE_CANARIES = (
+    "GB33BUKB20201555555555",
+    "4000 0012 3456 7899",
+    "canary.ref@zabriskie-mail.test",
+    "+46 70 123 45 67",
+    "650729-9314",
+)
 
 
 def plant_canaries(payments: Path, every: int = 997) -> None:
-    """Give some payments of a JSONL file canary personal values, in fields and free text."""
+    """Give some payments of a JSONL file canary personal values, in fields and free text (the
+    cardholder's given name alone, in lower case, too)."""
     lines = payments.read_bytes().splitlines()
     for i in range(0, len(lines), every):
         event = json.loads(lines[i])
         event.update(CANARIES)
-        event["reference"] = "refund to {} card {} mail {}".format(*REFERENCE_CANARIES)
+        event["reference"] = "refund to {} card {} mail {} call {} id {}, thanks quennell".format(*REFERENCE_CANARIES)
         lines[i] = json.dumps(event).encode()
     payments.write_bytes(b"\n".join(lines) + b"\n")
 

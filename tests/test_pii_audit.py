@@ -16,6 +16,7 @@ from tests.conftest import CANARIES, REFERENCE_CANARIES, Pipeline
 pytestmark = pytest.mark.slow
 
 NEEDLES = [v.encode() for v in (*CANARIES.values(), *REFERENCE_CANARIES)] + [
+    b"Quennell",
     b"Zabriskie",
     b"zabriskie-mail",
 ]
