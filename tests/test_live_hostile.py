@@ -75,7 +75,7 @@ def test_nulls_repeats_and_canaries_on_every_input_of_the_feature_process_and_th
     feed_topic = settings.topics.named(fs.feed)
     publish(feed_topic, [(None, None), (b"k", b""), *((m.key, m.value) for m in feed)])
 
-    counts = FeatureProcess(fs, settings).run(idle_timeout=20, max_events=len(events))
+    counts = FeatureProcess(fs, settings).run(idle_timeout=15)  # both topics read to their end
 
     rows = read_topic(settings.topics.features)
     by_id = Counter(key for key, _ in rows)

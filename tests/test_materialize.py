@@ -151,3 +151,38 @@ def test_materialize_with_two_workers_writes_the_rows_of_one(tmp_path: Path) -> 
         )
         con.close()
     assert tables[0] == tables[1]
+
+
+def test_the_command_reports_rejections_fails_past_the_threshold_and_force_replaces_dead_letters(
+    sim, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    lines = sim.payments.read_text().splitlines()[:50]
+    bad = tmp_path / "payments.jsonl"
+    broken = [json.dumps(json.loads(line) | {"amount": -1.0, "currency": 7}) for line in lines[:10]]
+    bad.write_text("\n".join(broken + lines[10:]) + "\n")
+    db = tmp_path / "cli.duckdb"
+    (tmp_path / "fraud").mkdir()
+    (tmp_path / "fraud" / "merchants.csv").write_bytes(sim.merchants.read_bytes())
+    common = ["materialize", "fraud", "--data-dir", str(tmp_path), "--db", str(db)]
+    common += [f"--events=payment={bad}", f"--events=label={sim.labels}"]
+    runner = CliRunner()
+    first = runner.invoke(app, common)
+    assert first.exit_code == 0, first.output
+    assert "dead letters by reason" in first.output and "schema violation" in first.output
+    con = duckdb.connect(str(db), read_only=True)
+    [(reason,)] = con.execute("SELECT DISTINCT reason FROM fraud_dead_letters").fetchall()
+    con.close()
+    assert reason.endswith("- at `$.amount`; Expected `str`, got `int` - at `$.currency`"), (
+        "every problem in one reason"
+    )
+    strict = runner.invoke(app, [*common, "--force", "--max-rejected", "0.001"])
+    assert strict.exit_code == 1 and "more than --max-rejected 0.001" in strict.output
+
+    bad.write_text("\n".join(lines) + "\n")  # the input fixed: its dead letters must go
+    fixed = runner.invoke(app, [*common, "--force"])
+    assert fixed.exit_code == 0, fixed.output
+    assert counts(db)[2] == 0

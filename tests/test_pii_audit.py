@@ -96,8 +96,8 @@ def test_cli_output_holds_no_personal_data(fraud_pipeline: Pipeline, tmp_path: P
         timeout=300,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert b"1 dead letters" in result.stderr
+    assert result.returncode == 1, result.stderr.decode()[-2000:]  # every event rejected: a failed run
+    assert b"1 dead letters" in result.stderr and b"dead letters by reason" in result.stderr
     assert leaks(result.stdout + result.stderr) == []
     con = duckdb.connect(str(tmp_path / "x.duckdb"), read_only=True)
     [(reason, payload)] = con.execute("SELECT reason, payload FROM fraud_dead_letters").fetchall()

@@ -225,8 +225,8 @@ def _replay_into(
                 dead.add(store.dead_letter_row(letter))
             duplicates += outcome.duplicate
             if i % 10_000 == 0:
-                report("features", 10_000, n)
-        report("features", n % 10_000, n)
+                report("features", 10_000, report.total)
+        report("features", n % 10_000, report.total)
         rows.flush()
         labels.flush()
         dead.flush()
