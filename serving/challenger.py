@@ -120,9 +120,9 @@ class ChallengerProcess:
             stamps.append(message.timestamp()[1])
         if not rows:
             return
-        values = np.asarray(inputs, dtype=np.float64)
-        decided, errors = self._decide(model, rows, values)
-        timed = self._timed(model, rows, values)
+        matrix = np.asarray(inputs, dtype=np.float64)
+        decided, errors = self._decide(model, rows, matrix)
+        timed = self._timed(model, rows, matrix)
         row_id = self.fs.row_id
         records = []
         for i, row in enumerate(rows):
@@ -140,6 +140,8 @@ class ChallengerProcess:
         self, model: LoadedModel, rows: list[dict[str, Any]], values: np.ndarray
     ) -> tuple[list[dict[str, Any]], list[str | None]]:
         """Decision fields and error (or None) per row: the batch at once, else row by row."""
+        decided: list[dict[str, Any]]
+        errors: list[str | None]
         try:
             decided = self.decider.decide_batch(model, rows, values)
         except Exception:  # a failing model must not stop the stream: find the rows it fails on
@@ -152,7 +154,7 @@ class ChallengerProcess:
                     decided.append(dict.fromkeys(self.decider.fields))
                     errors.append(f"model error: {type(exc).__name__}: {exc}")
         else:
-            errors = [None] * len(rows)
+            errors = [None for _ in rows]
         failed = sum(e is not None for e in errors)
         self.counts.errors += failed
         self.counts.scored[model.version] += len(rows) - failed

@@ -46,7 +46,9 @@ class Unscorable(ValueError):
         self.payload = payload
 
 
-def read_row(value: bytes, model: LoadedModel, decider: Decider, row_id: str) -> tuple[dict[str, Any], list[float]]:
+def read_row(
+    value: bytes | None, model: LoadedModel, decider: Decider, row_id: str
+) -> tuple[dict[str, Any], list[float]]:
     """A feature row and its model inputs, in `model.row_features` order.
 
     Raises Unscorable if the message is empty, the row is not JSON, lacks an input or the row id,

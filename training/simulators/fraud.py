@@ -587,7 +587,7 @@ def _build_world(
 
 # ----------------------------------------------------------------------------- genuine payments
 
-FIELDS = ("ts", "cust", "card", "merchant", "eur", "lat", "lon")
+FIELDS: tuple[str, ...] = ("ts", "cust", "card", "merchant", "eur", "lat", "lon")
 FIELDS += ("channel", "device", "ip", "name", "email")
 
 
@@ -844,7 +844,7 @@ def _compromised_terminals(f: _Fraud, budget: int) -> None:
     for events, m in enumerate(order.tolist()):
         if produced >= budget and events > 0:
             break
-        length = int(min(rng.integers(2, 11), max(1, f.days // 4)))
+        length = min(int(rng.integers(2, 11)), max(1, f.days // 4))
         first_day = int(rng.integers(min(3, f.days - length), f.days - length + 1))
         lo, hi = f.start_ms + first_day * DAY_MS, f.start_ms + (first_day + length) * DAY_MS
         seen = int(((gen_m == m) & (gen_ts >= lo) & (gen_ts < hi)).sum())
