@@ -252,16 +252,15 @@ class Bench:
         self.feature_code_ceiling(rates)
         configs = [(1, 1), (4, 1), (4, 2)]
         for guarantee in self.args.guarantees:
-            single = 0.0
+            alone: dict[int, float] = {}
             for partitions, replicas in configs:
                 runs = [self.replicas(partitions, replicas, guarantee) for _ in range(self.args.tp_repeats)]
                 run = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
                 rates_seen = [r.rate for r in runs]
-                single = single or run.rate
                 per = ", ".join(f"{r:,.0f}" for r in run.per_process)
                 spread = f"runs {min(rates_seen):,.0f}-{max(rates_seen):,.0f}; " if len(runs) > 1 else ""
                 waits = (
-                    f"; {run.table_waits:,} waits for the table ({run.table_wait_s:.1f} s)" if run.table_waits else ""
+                    f"; {run.table_waits:,} wait(s) for the table ({run.table_wait_s:.1f} s)" if run.table_waits else ""
                 )
                 figure = (
                     f"{run.rate:,.0f} events/s ({run.payments_rate:,.0f} payments/s) = "
@@ -269,7 +268,9 @@ class Bench:
                     f"{spread}{run.rows:,} rows{waits}"
                 )
                 if replicas > 1:
-                    figure += f"; {run.rate / single:.2f} x one process"
+                    figure += f"; {run.rate / alone[partitions]:.2f} x one process on {partitions} partitions"
+                else:
+                    alone[partitions] = run.rate
                 setting = (
                     f"{guarantee}, {partitions} partition{'s' * (partitions > 1)}, "
                     f"{replicas} replica{'s' * (replicas > 1)}, median of {len(runs)}"
