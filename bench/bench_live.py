@@ -265,7 +265,7 @@ class Bench:
                 figure = (
                     f"{run.rate:,.0f} events/s ({run.payments_rate:,.0f} payments/s) = "
                     f"{run.rate / rates['json']:.2f} x pass-through (json); per process {per}; "
-                    f"{spread}{run.rows:,} rows{waits}"
+                    f"{spread}{run.rows:,} of {len(self.rows):,} batch rows{waits}"
                 )
                 if replicas > 1:
                     figure += f"; {run.rate / alone[partitions]:.2f} x one process on {partitions} partitions"
@@ -336,7 +336,7 @@ class Bench:
         finally:
             for proc in procs:
                 if proc.is_alive():
-                    os.kill(proc.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                    proc.terminate()  # SIGTERM: quixstreams stops, the replica writes its counts
             for proc in procs:
                 proc.join(60)
                 if proc.is_alive():
