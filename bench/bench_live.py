@@ -1,8 +1,8 @@
 """Live-path benchmarks on the local broker: latency, feature-process scale-out, scorer throughput.
 
 Simulates a fraud history and replays it as `samestream produce` does: payments on
-`<prefix>fraud-events` keyed by the raw customer id, labels (and a closing watermark) on the
-one-partition label feed `<prefix>fraud-label-events`. Models (logistic regression as champion;
+`<prefix>fraud-events` keyed by the raw customer id, labels (with hourly watermarks and a
+closing one) on the one-partition label feed `<prefix>fraud-label-events`. Models (logistic regression as champion;
 XGBoost, histogram gradient boosting and a second logistic regression as challengers) are fitted
 on the batch rows and registered in a throw-away MLflow store with the tags `samestream train`
 gives them (`featureset_version` above all: the scorer refuses rows of any other version). Each
@@ -13,9 +13,10 @@ measurement runs on fresh topics. `--parts` picks what runs:
   with three shadow challengers (`--skip-shadows` leaves them out), and exactly-once per
   commit interval (read_committed reader; `--intervals ''` leaves it out). Every decision reads
   the merchant-risk table, so this is the latency with the table lookup. The paced label feed
-  carries a watermark every simulated hour, as a quiet live feed does: without one, no table
-  day is final before the first label is known (two weeks into the simulation) and every row
-  would wait for the feed; at 1,000 payments/s a simulated day passes in about 1.3 s. The
+  carries `samestream produce`'s watermark every simulated hour, as a quiet live feed does:
+  without one, no table day is final before the first label is known (two weeks into the
+  simulation) and every row would wait for the feed; at 1,000 payments/s a simulated day passes
+  in about 1.3 s. The
   first payments after each day's close (00:00 + the one-hour grace) need the watermark that
   closed it, published just before them: if the feed reader thread has not folded it yet, the
   row waits (the figure says how often and how long, from the feature process's summary). Live,
@@ -79,7 +80,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from features.featureset import LocalRunner
-from features.tables import WATERMARK
 from features.usecases import build_featureset
 from serving import produce
 from serving.feature_process import FeatureProcess, ensure_feed
@@ -105,8 +104,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
 MODEL = "fraud-detector"
 PARTS = ("latency", "features", "scorer")
-WATERMARK_EVERY_MS = 3_600_000
-"""The paced label feed sends a watermark every simulated hour (see `_with_watermarks`)."""
 BEFORE = "BENCHMARKS.md of 2026-11-29, two keyed stages, merchant then customer"
 """The figures of the topology before the table, for the record next to today's."""
 PREVIOUS_FEATURES = {"at-least-once": 19_132, "exactly-once": 16_050}
@@ -477,7 +474,7 @@ class Bench:
     def paced_slice(self) -> tuple[list[produce.Outgoing], list[produce.Outgoing], int, int]:
         """The warm-up messages, the paced ones (both with the feed's hourly watermarks), and the
         decisions each should bring."""
-        messages = _with_watermarks(self.messages, WATERMARK_EVERY_MS)
+        messages = self.messages
         warm_end = 2_000
         paced_end = warm_end + int(self.args.seconds * self.args.rate * 2)
         if paced_end > len(messages):
@@ -658,26 +655,6 @@ _SLOT = {
     for i, name in enumerate(("inputs", "payments", "first", "last", "rows", "table_waits", "table_wait_s", "dead"))
 }
 """What a replica writes into its shared array, by position."""
-
-
-def _with_watermarks(messages: Sequence[produce.Outgoing], every_ms: int) -> list[produce.Outgoing]:
-    """`messages` with a feed watermark wherever their event time crosses a multiple of `every_ms`,
-    as a live label feed sends them when it is quiet: without, no table day is final before the
-    first label is known (in the simulation, days after the first payments) and every row waits.
-    The messages are in event-time order, so nothing on the feed after a watermark is earlier."""
-    out: list[produce.Outgoing] = []
-    boundary = None
-    for m in messages:
-        if boundary is None:
-            boundary = (m.event_time_ms // every_ms + 1) * every_ms
-        while m.event_time_ms >= boundary:
-            ts = datetime.fromtimestamp(boundary / 1000, UTC).isoformat()
-            out.append(
-                produce.Outgoing(boundary, None, msgspec.json.encode({"type": WATERMARK, "ts": ts}), WATERMARK, True)
-            )
-            boundary += every_ms
-        out.append(m)
-    return out
 
 
 def _replica(settings: dict[str, Any], data_dir: str, slot: Any) -> None:

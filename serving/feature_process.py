@@ -131,7 +131,12 @@ class FeedReader:
         try:
             consumer.assign([TopicPartition(self.settings.topics.named(self.fs.feed), 0, OFFSET_BEGINNING)])
             while not self._stop.is_set():
-                for message in consumer.consume(num_messages=5_000, timeout=0.2):
+                # poll returns as soon as one message is there (consume would wait out its timeout
+                # unless 5,000 were), so the watermark that closes a day is folded at once.
+                first = consumer.poll(0.2)
+                if first is None:
+                    continue
+                for message in [first, *consumer.consume(num_messages=5_000, timeout=0)]:
                     error = message.error()
                     if error is not None:
                         if error.code() != KafkaError._PARTITION_EOF:

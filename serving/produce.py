@@ -5,8 +5,9 @@ them (`features.order`: event time, then kind, then input order) and keyed by wh
 systems key them by (`FeatureSet.message_key`: the raw customer id, so no pseudonym secret is
 needed here), which puts one key's events on one partition, in that order. Events of the
 tables' feed (fraud: labels) go to the feed topic in feed order, interleaved with the others by
-time so a paced replay carries labels as they become known, and the replay ends the feed with a
-watermark at the latest event time it replayed: the batch driver closes its tables the same way.
+time so a paced replay carries labels as they become known, with a watermark every hour of event
+time (one that never makes a label late) and a last one at the latest event time it replayed: the
+stream's tables close the days the batch driver's close, as a live feed's watermarks close them.
 
 Files are read by `features.sources`, as the batch driver reads them, and every valid event is
 published as the typed JSON of its schema, whatever file it came from. Events the FeatureSet
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ from features.featureset import FeatureSet, InvalidEvent
 from features.order import OrderKey, order_key
 from features.tables import WATERMARK
 from features.usecases import get_use_case
+
+WATERMARK_EVERY_MS = 3_600_000
+"""The replayed feed carries a watermark every hour of event time (see `_with_watermarks`)."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -111,7 +115,7 @@ def read_payloads(path: Path) -> Iterator[bytes | dict[str, Any]]:
 
 
 def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], None] | None = None) -> list[Outgoing]:
-    """Every event of every file as a keyed message, in replay order; the feed ends with a watermark."""
+    """Every event of every file as a keyed message, in replay order; the feed with hourly watermarks."""
     check_files(fs, files)
     events: list[tuple[OrderKey, Outgoing]] = []
     feed: list[Outgoing] = []
@@ -143,10 +147,43 @@ def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], No
     if advance is not None:
         advance(read % 10_000)
     events.sort(key=lambda item: item[0])
-    if fs.feed_kinds and (feed or events):
-        watermark = {"type": WATERMARK, "ts": datetime.fromtimestamp(latest / 1000, UTC).isoformat()}
-        feed.append(Outgoing(latest, None, _encode(watermark), WATERMARK, True))
-    return list(heapq.merge((m for _, m in events), feed, key=lambda m: m.event_time_ms))
+    merged = heapq.merge((m for _, m in events), feed, key=lambda m: m.event_time_ms)
+    if not fs.feed_kinds or not (feed or events):
+        return list(merged)
+    return [*_with_watermarks(merged, feed), _watermark(latest)]
+
+
+def _watermark(ts_ms: int) -> Outgoing:
+    return Outgoing(
+        ts_ms,
+        None,
+        _encode({"type": WATERMARK, "ts": datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat()}),
+        WATERMARK,
+        True,
+    )
+
+
+def _with_watermarks(merged: Iterable[Outgoing], feed: Sequence[Outgoing]) -> Iterator[Outgoing]:
+    """`merged` with a feed watermark at each hour its event time crosses, as a quiet live feed
+    sends them: without one, no table day is final before the next label, and a paced replay's
+    rows wait for it. A watermark at W goes out only when no feed message still to come is
+    earlier than W, so it never makes a label late: the stream closes days exactly where the
+    batch driver, which folds the whole feed first, would."""
+    earliest_to_come = [0] * (len(feed) + 1)
+    earliest_to_come[-1] = 2**63
+    for i in range(len(feed) - 1, -1, -1):
+        earliest_to_come[i] = min(feed[i].event_time_ms, earliest_to_come[i + 1])
+    sent = 0
+    boundary: int | None = None
+    for message in merged:
+        if boundary is None:
+            boundary = (message.event_time_ms // WATERMARK_EVERY_MS + 1) * WATERMARK_EVERY_MS
+        while message.event_time_ms >= boundary:
+            if boundary <= earliest_to_come[sent]:
+                yield _watermark(boundary)
+            boundary += WATERMARK_EVERY_MS
+        sent += message.feed
+        yield message
 
 
 def _key_sniffer(fs: FeatureSet) -> Callable[[bytes | dict[str, Any]], bytes | None]:
