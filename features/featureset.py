@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -89,6 +89,23 @@ class DeadLetter:
     payload: str
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureGroup:
+    """Features that exist only when the events carry `fields` (and, with `reference`, when the
+    FeatureSet has that reference data): a dataset without them gets neither the features nor
+    their `columns`, rather than constants computed from stand-ins."""
+
+    name: str
+    fields: tuple[str, ...]
+    """Schema fields the group's features are computed from; an event of a kind that has one
+    of them must carry it when the group is on."""
+    features: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+    """Row columns of the group that are not model features (e.g. the category's name)."""
+    reference: str | None = None
+    """Reference data the group needs (e.g. `merchants`); off without it."""
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one event produced: feature rows, label rows, dead letters.
@@ -144,11 +161,41 @@ class FeatureSet(ABC):
     """Tables of other entities' features (`features.tables`), built from a feed of their own."""
     feed: ClassVar[str] = "feed"
     """Names the tables' feed: its topic is `<use case>-<feed>`."""
+    groups: ClassVar[tuple[FeatureGroup, ...]] = ()
+    """Optional features by the fields they need; `columns` and `feature_names` declare them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, fields: Iterable[str] | None = None, references: Iterable[str] | None = None) -> None:
+        """`fields`: the optional fields the events carry (None: all of them); `references`: the
+        reference data at hand (None: all). Groups whose fields or reference are missing are off:
+        their features are not in this instance's `columns` and `feature_names`, and their
+        names are in `params()`, so the version differs."""
         self.redactor = Redactor()
         self._decoders = {kind: msgspec.json.Decoder(schema) for kind, schema in self.schemas.items()}
         self._any_decoder = msgspec.json.Decoder(_union(tuple(self.schemas.values())))
+        present = None if fields is None else frozenset(fields)
+        at_hand = None if references is None else frozenset(references)
+        self.enabled: tuple[str, ...] = tuple(
+            g.name
+            for g in self.groups
+            if (present is None or present.issuperset(g.fields))
+            and (g.reference is None or at_hand is None or g.reference in at_hand)
+        )
+        off = {c for g in self.groups if g.name not in self.enabled for c in (*g.features, *g.columns)}
+        if off:  # the class declares every column; this instance has only its groups'
+            vars(self).update(
+                columns={c: t for c, t in type(self).columns.items() if c not in off},
+                feature_names=tuple(f for f in type(self).feature_names if f not in off),
+            )
+        self._needed = {
+            kind: tuple(
+                (f, g.name)
+                for g in self.groups
+                if g.name in self.enabled
+                for f in g.fields
+                if f in schema.__struct_fields__
+            )
+            for kind, schema in self.schemas.items()
+        }
 
     @cached_property
     def version(self) -> str:
@@ -160,8 +207,14 @@ class FeatureSet(ABC):
         return digest.hexdigest()[:12]
 
     def params(self) -> dict[str, Any]:
-        """Settings that change the rows (not secrets); part of the version."""
-        return {}
+        """Settings that change the rows (not secrets); part of the version. Subclasses that add
+        their own extend this one's: the feature groups that are on, where there are groups."""
+        return {"groups": list(self.enabled)} if self.groups else {}
+
+    @classmethod
+    def optional_fields(cls) -> frozenset[str]:
+        """The fields some feature group needs: the ones a dataset may lack."""
+        return frozenset(f for g in cls.groups for f in g.fields)
 
     def parse(self, kind: str | None, payload: bytes | str | Mapping[str, Any]) -> msgspec.Struct:
         """Validate one raw event into its schema, or raise `InvalidEvent` saying why.
@@ -187,6 +240,7 @@ class FeatureSet(ABC):
         except (UnicodeDecodeError, RecursionError, OverflowError, ValueError) as exc:
             raise InvalidEvent(f"unreadable payload: {type(exc).__name__}: {exc}") from None
         try:
+            self._check_groups(event)
             self.check(event)
             self.event_time_ms(event)
         except InvalidEvent:
@@ -221,6 +275,17 @@ class FeatureSet(ABC):
             except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 problems.append(f"{type(exc).__name__} - at `$.{f.encode_name}`")
         return "; ".join(problems)
+
+    def _check_groups(self, event: msgspec.Struct) -> None:
+        """An event must carry the fields of every group that is on (the model expects their features)."""
+        needed = self._needed.get(str(type(event).__struct_config__.tag), ())
+        missing = [(f, group) for f, group in needed if getattr(event, f) is None]
+        if missing:
+            raise InvalidEvent(
+                "missing field(s) "
+                + ", ".join(f"`{f}` (feature group {group})" for f, group in missing)
+                + ": this FeatureSet was built for events that carry them"
+            )
 
     def _decoder(self, kind: str) -> msgspec.json.Decoder:
         try:

@@ -234,6 +234,33 @@ OPTIONS = {
 """Mapping options and their help, for the command lines that offer them."""
 
 
+def from_command_line(file: Path | None, kinds: Sequence[str], options: abc.Mapping[str, Any]) -> Mapping | None:
+    """The mapping a command was given: a TOML `file`, or `options` (OPTIONS name -> a value, a
+    list of values, or None) for the one kind in `kinds` (the kinds of its `--events`); None
+    when neither is given."""
+    args = [f"{name}={v}" for name, value in options.items() for v in _values(value)]
+    if file is not None and args:
+        given = sorted({a.partition("=")[0] for a in args})
+        raise MappingError(f"give --mapping or the mapping options ({', '.join(given)}), not both")
+    if file is not None:
+        return Mapping.load(file)
+    if not args:
+        return None
+    distinct = sorted(set(kinds))
+    if len(distinct) != 1:
+        raise MappingError(
+            "the mapping options map the events of one kind: give exactly one kind with --events KIND=PATH "
+            f"(got {', '.join(distinct) or 'none'}), or map several kinds with --mapping FILE.toml"
+        )
+    return Mapping.from_options(distinct[0], args)
+
+
+def _values(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
 def mapped_payloads(path: Path, kind: str, mapping: Mapping | None) -> Iterator[tuple[str, str, Payload]]:
     """Yield (kind, position, payload) for every event of a file, mapped where the mapping has the kind.
 

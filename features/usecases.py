@@ -28,16 +28,19 @@ class UseCase:
 
 
 def _fraud(folder: Path, secret: str) -> FeatureSet:
+    """Built for the fields and merchant reference `materialize` recorded (`features.fields`);
+    without a record, for every field, with `merchants.csv` if the folder has one."""
+    from features.fields import read_record
     from features.fraud import FraudFeatureSet
     from features.fraud.lookups import load_merchants
 
-    merchants_csv = folder / "merchants.csv"
-    if not merchants_csv.exists():
-        raise FileNotFoundError(
-            f"{merchants_csv} not found: the fraud features need the merchant reference; "
-            "run `samestream simulate fraud` or put your merchants.csv there"
-        )
-    return FraudFeatureSet(load_merchants(merchants_csv), secret=secret)
+    record = read_record(folder)
+    given = record.references.get("merchants") if record else None
+    merchants_csv = Path(given) if given else folder / "merchants.csv"
+    if given and not merchants_csv.exists():
+        raise FileNotFoundError(f"{merchants_csv} not found: the merchant reference {folder}/featureset.json names")
+    merchants = load_merchants(merchants_csv) if merchants_csv.exists() else None
+    return FraudFeatureSet(merchants, secret=secret, fields=record.fields if record else None)
 
 
 def _loan(folder: Path, secret: str) -> FeatureSet:

@@ -253,7 +253,7 @@ def test_schema_violations_become_dead_letters_with_reasons_and_no_pii(fraud_fs,
     runner = LocalRunner(fraud_fs)
     cases = {
         "amount": ({**payment(), "amount": "lots"}, "Expected `float`, got `str` - at `$.amount`"),
-        "negative": ({**payment(), "amount": -5}, "Expected `float` > 0.0"),
+        "negative": ({**payment(), "amount": -5}, "Expected `float` >= 0.0"),
         "latitude": ({**payment(), "lat": 123.0}, "Expected `float` <= 90.0"),
         "merchant": ({**payment(), "merchant_id": "M404"}, "unknown reference: merchant_id 'M404'"),
         "currency": ({**payment(), "currency": "XXX"}, "unknown reference: currency 'XXX'"),

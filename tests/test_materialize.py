@@ -91,7 +91,7 @@ def test_faulty_rows_become_dead_letters_and_valid_rows_are_untouched(sim, tmp_p
     reasons = dict(con.execute("SELECT position, reason FROM fraud_dead_letters").fetchall())
     assert reasons["payments.jsonl:101"].startswith("schema violation: JSON is malformed")
     assert "Expected `float`, got `str` - at `$.amount`" in reasons["payments.jsonl:102"]
-    assert "Expected `float` > 0.0" in reasons["payments.jsonl:103"]
+    assert "Expected `float` >= 0.0" in reasons["payments.jsonl:103"]
     assert "merchant_id 'M-NOPE'" in reasons["payments.jsonl:104"]
     assert "missing required field `ts`" in reasons["payments.jsonl:105"]
     assert "<= 90.0" in reasons["payments.jsonl:106"]

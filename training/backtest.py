@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from features.featureset import FeatureSet
+from features.mapping import Mapping as InputMapping
 from training import replay
 from training.replay import Source
 from training.store import connect
@@ -61,15 +62,17 @@ def score(
     start: datetime | None = None,
     end: datetime | None = None,
     supplied: Mapping[str, float] | None = None,
+    mapping: InputMapping | None = None,
 ) -> Backtest:
-    """Scores of the feature rows with event time in [start, end) that the sources produce."""
+    """Scores of the feature rows with event time in [start, end) that the sources produce
+    (read through `mapping` where it maps their kind)."""
     if start is not None and end is not None and start >= end:
         raise ValueError(f"the window to score is empty: --from {start:%Y-%m-%d} is not before --to {end:%Y-%m-%d}")
     model = mlflow.pyfunc.load_model(model_uri)
     name, version = resolve_version(model_uri)
     schema = model.metadata.get_input_schema()
     inputs = schema.input_names() if schema is not None else list(fs.feature_names)
-    history = replay.load(fs, sources)
+    history = replay.load(fs, sources, mapping=mapping)
     low, high = _epoch_ms(start), _epoch_ms(end)
     rows, labels, outside = [], {}, 0
     for outcome in replay.run(fs, history):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,8 @@ from rich.progress import (
 )
 
 from features.depersonalize import DEV_SECRET
+from features.featureset import FeatureSet
+from features.mapping import OPTIONS, Mapping, MappingError, from_command_line
 from features.usecases import USE_CASES, build_featureset, get_use_case
 from training.jobs import TrainOptions, get_job
 from training.jobs import train as train_use_case
@@ -45,6 +47,35 @@ Secret = Annotated[
 TrackingUri = Annotated[
     str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking store.")
 ]
+
+MAPPING_PANEL = "Input mapping (README: Your own files)"
+
+
+def _mapping_option(name: str) -> Any:
+    return typer.Option(name, help=OPTIONS[name], rich_help_panel=MAPPING_PANEL, show_default=False)
+
+
+MappingFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        help="TOML file: how each kind's rows become events (renames, casts, time zone, constants, labels).",
+        rich_help_panel=MAPPING_PANEL,
+    ),
+]
+Pairs = list[str] | None
+Rename = Annotated[Pairs, _mapping_option("--rename")]
+Cast = Annotated[Pairs, _mapping_option("--cast")]
+Const = Annotated[Pairs, _mapping_option("--const")]
+Drop = Annotated[Pairs, _mapping_option("--drop")]
+Timezone = Annotated[str | None, _mapping_option("--timezone")]
+LabelFrom = Annotated[str | None, _mapping_option("--label-from")]
+LabelDelay = Annotated[str | None, _mapping_option("--label-delay")]
+LabelField = Annotated[Pairs, _mapping_option("--label-field")]
+LabelKind = Annotated[str | None, _mapping_option("--label-kind")]
+LabelInto = Annotated[str | None, _mapping_option("--label-into")]
+LabelAt = Annotated[str | None, _mapping_option("--label-at")]
+LabelSince = Annotated[str | None, _mapping_option("--label-since")]
 
 DEFAULT_DATA = Path("data")
 DEFAULT_DB = Path("data/samestream.duckdb")
@@ -74,6 +105,39 @@ def default_sources(use_case: str, data_dir: Path) -> list[Source]:
         return sources_in(get_use_case(use_case).files, data_dir / use_case)
     except FileNotFoundError as exc:
         raise typer.BadParameter(f"{exc}: run `samestream simulate {use_case}` or pass --events KIND=PATH") from None
+
+
+def input_mapping(file: Path | None, events: list[str] | None, options: dict[str, Any]) -> Mapping | None:
+    """The mapping given by --mapping or the mapping options (which map the one --events kind)."""
+    kinds = [item.partition("=")[0] for item in events or []]
+    try:
+        return from_command_line(file, kinds, options)
+    except MappingError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def mapped_sources(use_case: str, data_dir: Path, events: list[str] | None, mapping: Mapping | None) -> list[Source]:
+    """--events, else the files a TOML mapping names, else the simulated files."""
+    if events:
+        return parse_sources(events)
+    if mapping is not None and mapping.files:
+        return [Source(kind, path) for kind, path in mapping.files.items()]
+    return default_sources(use_case, data_dir)
+
+
+def check_mapping(mapping: Mapping | None, fs: FeatureSet) -> None:
+    """Check the mapping against the schemas before a row is read; name what it leaves unprovided."""
+    if mapping is None:
+        return
+    try:
+        missing = mapping.check(fs.schemas)
+    except MappingError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for kind, names in missing.items():
+        console.print(
+            f"[yellow]note[/]: the mapping of {kind} provides no {', '.join(names)}: "
+            "columns of those very names must (else every event is rejected for them)"
+        )
 
 
 def parse_sources(events: list[str]) -> list[Source]:
@@ -141,27 +205,107 @@ def materialize(
             help="Fail (exit 1) when more than this share of the events is rejected; at 1.0, only when all are."
         ),
     ] = 1.0,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated optional fields the events carry (`all` for every one); "
+            "default: those every one of the first 1,000 events of each file has."
+        ),
+    ] = None,
+    merchants: Annotated[
+        Path | None,
+        typer.Option(help="Fraud: the merchant reference CSV (default <data dir>/fraud/merchants.csv if there)."),
+    ] = None,
+    mapping_file: MappingFile = None,
+    rename: Rename = None,
+    cast: Cast = None,
+    const: Const = None,
+    drop: Drop = None,
+    timezone: Timezone = None,
+    label_from: LabelFrom = None,
+    label_delay: LabelDelay = None,
+    label_field: LabelField = None,
+    label_kind: LabelKind = None,
+    label_into: LabelInto = None,
+    label_at: LabelAt = None,
+    label_since: LabelSince = None,
 ) -> None:
     """Replay event files through the FeatureSet into DuckDB (idempotent, resumable).
 
+    Files in your own column names load through an input mapping (--mapping FILE.toml, or the
+    mapping options for the one --events kind). The FeatureSet is built for the optional fields
+    the events carry, recorded in <data dir>/<use case>/featureset.json for every later command.
     Ends with the dead letters by reason, an example each; exits 1 when too many events were
     rejected (--max-rejected; by default, when every one was).
     """
     check_use_case(use_case)
     from rich.table import Table
 
+    from features.fields import BuiltFor, present_fields, read_record, write_record
     from training.materialize import materialize as run_materialize
 
     if workers < 1:
         raise typer.BadParameter("--workers must be at least 1")
     if not 0.0 <= max_rejected <= 1.0:
         raise typer.BadParameter("--max-rejected is a share of the events, from 0.0 to 1.0")
-    sources = parse_sources(events) if events else default_sources(use_case, data_dir)
+    options = {
+        "--rename": rename,
+        "--cast": cast,
+        "--const": const,
+        "--drop": drop,
+        "--timezone": timezone,
+        "--label-from": label_from,
+        "--label-delay": label_delay,
+        "--label-field": label_field,
+        "--label-kind": label_kind,
+        "--label-into": label_into,
+        "--label-at": label_at,
+        "--label-since": label_since,
+    }
+    mapping = input_mapping(mapping_file, events, options)
+    sources = mapped_sources(use_case, data_dir, events, mapping)
+    folder = data_dir / use_case
     try:
-        fs = build_featureset(use_case, data_dir / use_case, secret)
+        fs = build_featureset(use_case, folder, secret)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    references = [data_dir / use_case / name for name in get_use_case(use_case).references]
+    check_mapping(mapping, fs)
+    if merchants is not None and use_case != "fraud":
+        raise typer.BadParameter(f"--merchants is the fraud merchant reference; the {use_case} use case has none")
+    if merchants is not None and not merchants.exists():
+        raise typer.BadParameter(f"--merchants {merchants}: no such file")
+    if fs.groups:
+        optional = type(fs).optional_fields()
+        if fields is None:
+            chosen: tuple[str, ...] | None = present_fields(
+                fs.schemas, optional, [(s.kind, s.path) for s in sources], mapping
+            )
+        elif fields.strip() == "all":
+            chosen = None
+        else:
+            chosen = tuple(sorted({f.strip() for f in fields.split(",") if f.strip()}))
+            unknown = sorted(set(chosen) - optional)
+            if unknown:
+                raise typer.BadParameter(
+                    f"--fields: {', '.join(unknown)} are not optional fields of {use_case}; "
+                    f"expected some of {', '.join(sorted(optional))}"
+                )
+        old = read_record(folder) if merchants is None else None
+        refs = {"merchants": str(merchants.resolve())} if merchants is not None else (old.references if old else {})
+        write_record(folder, BuiltFor(chosen, refs))
+        fs = build_featureset(use_case, folder, secret)
+        off = [g.name for g in fs.groups if g.name not in fs.enabled]
+        console.print(
+            f"feature groups on: {', '.join(fs.enabled) or 'none'}"
+            + (f"; off (their fields or reference data absent): {', '.join(off)}" if off else "")
+            + f" → {folder / 'featureset.json'}"
+        )
+    else:
+        refs = {}
+        if fields is not None:
+            raise typer.BadParameter(f"--fields: the {use_case} use case has no optional feature groups")
+    references = [p for p in (folder / name for name in get_use_case(use_case).references) if p.exists()]
+    references += [Path(path) for path in refs.values()]
     tasks: dict[str, TaskID] = {}
     with progress_bar() as bar:
 
@@ -170,7 +314,16 @@ def materialize(
                 tasks[step] = bar.add_task(step, total=total)
             bar.advance(tasks[step], n)
 
-        report = run_materialize(fs, sources, db, progress=advance, force=force, workers=workers, references=references)
+        report = run_materialize(
+            fs,
+            sources,
+            db,
+            progress=advance,
+            force=force,
+            workers=workers,
+            references=references,
+            mapping=mapping,
+        )
     if report.skipped:
         console.print(
             f"[yellow]already materialized[/]: these inputs with FeatureSet {report.featureset_version} "
@@ -316,8 +469,25 @@ def score(
     ] = None,
     secret: Secret = DEV_SECRET,
     tracking_uri: TrackingUri = DEFAULT_TRACKING,
+    mapping_file: MappingFile = None,
+    rename: Rename = None,
+    cast: Cast = None,
+    const: Const = None,
+    drop: Drop = None,
+    timezone: Timezone = None,
+    label_from: LabelFrom = None,
+    label_delay: LabelDelay = None,
+    label_field: LabelField = None,
+    label_kind: LabelKind = None,
+    label_into: LabelInto = None,
+    label_at: LabelAt = None,
+    label_since: LabelSince = None,
 ) -> None:
-    """Backtest: score event files with any registered model version through the same features."""
+    """Backtest: score event files with any registered model version through the same features.
+
+    Files in your own column names are read through the mapping materialize took (--mapping,
+    or the mapping options), with the FeatureSet materialize recorded for the data folder.
+    """
     check_use_case(use_case)
     if rate is not None and use_case != "loan":
         raise typer.BadParameter(f"--rate is the loan model's offered rate; the {use_case} model takes no rate")
@@ -332,10 +502,33 @@ def score(
     window = (_date(start, "--from"), _date(end, "--to"))
     model = model or f"models:/{get_use_case(use_case).model_name}@champion"
     mlflow.set_tracking_uri(tracking_uri)
-    sources = parse_sources(events) if events else default_sources(use_case, data_dir)
+    options = {
+        "--rename": rename,
+        "--cast": cast,
+        "--const": const,
+        "--drop": drop,
+        "--timezone": timezone,
+        "--label-from": label_from,
+        "--label-delay": label_delay,
+        "--label-field": label_field,
+        "--label-kind": label_kind,
+        "--label-into": label_into,
+        "--label-at": label_at,
+        "--label-since": label_since,
+    }
+    mapping = input_mapping(mapping_file, events, options)
+    sources = mapped_sources(use_case, data_dir, events, mapping)
     fs = build_featureset(use_case, data_dir / use_case, secret)
+    check_mapping(mapping, fs)
     with console.status(f"scoring with {model}"):
-        result = run_score(fs, sources, model, *window, supplied={RATE_FEATURE: rate} if rate is not None else None)
+        result = run_score(
+            fs,
+            sources,
+            model,
+            *window,
+            supplied={RATE_FEATURE: rate} if rate is not None else None,
+            mapping=mapping,
+        )
         where = write_scores(result.scores, out, use_case)
     left_out = []
     if result.outside_window:

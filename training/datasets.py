@@ -101,13 +101,14 @@ def labelled_rows(
     label_col = next(c for c, t in fs.label_columns.items() if t == "bool")
     time_col = next(c for c, t in fs.label_columns.items() if t == "ts_ms")
     known_filter = "" if known_by is None else f'WHERE "{time_col}" <= $known_by'
+    columns = ", ".join(f'f."{c}"' for c in (*fs.columns, "featureset_version"))  # not another version's
     query = f"""
         WITH known AS (
             SELECT "{fs.row_id}" AS id, arg_max("{label_col}", "{time_col}") AS label
             FROM {names["labels"]} {known_filter}
             GROUP BY 1
         )
-        SELECT f.*, k.label AS label
+        SELECT {columns}, k.label AS label
         FROM {names["features"]} f JOIN known k ON f."{fs.row_id}" = k.id
         WHERE f.featureset_version = $version AND f.event_time >= $start AND f.event_time < $end
         ORDER BY f.event_time, f."{fs.row_id}"

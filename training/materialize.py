@@ -13,6 +13,7 @@ The rows are the ones a single worker writes, row for row; the work spreads over
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from features.featureset import DeadLetter, FeatureSet, LocalRunner
+from features.mapping import Mapping
 from training import replay, store
 from training.replay import Shard, Source
 from training.sources import count_events, fingerprint
@@ -101,12 +103,14 @@ def materialize(
     force: bool = False,
     workers: int = 1,
     references: Sequence[Path] = (),
+    mapping: Mapping | None = None,
 ) -> MaterializeReport:
     """Replay `sources` through `featureset` into the DuckDB file at `db_path`, on `workers` processes.
 
-    `references` (the merchant reference, a product master) are part of the input fingerprint:
-    other reference data makes other rows. `force` replays inputs already materialized and
-    replaces the dead letters earlier runs of this FeatureSet version left.
+    `references` (the merchant reference, a product master) and the `mapping` the files are
+    read through are part of the input fingerprint: either changed makes other rows. `force`
+    replays inputs already materialized and replaces the dead letters earlier runs of this
+    FeatureSet version left.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -114,9 +118,12 @@ def materialize(
     clock = time.perf_counter()
     replay.check(featureset, sources)
     input_fp = fingerprint([*(s.path for s in sources), *references])
+    if mapping is not None:
+        input_fp = hashlib.sha256(f"{input_fp} {mapping.digest}".encode()).hexdigest()[:16]
     con = store.connect(db_path)
     try:
         store.ensure_tables(con, featureset)
+        _add_columns(con, featureset)
         done = con.execute(
             "SELECT events_read, rows_written, labels_written, dead_letters FROM materializations "
             "WHERE use_case = ? AND featureset_version = ? AND input_fingerprint = ? AND completed",
@@ -124,18 +131,18 @@ def materialize(
         ).fetchone()
         if done and not force:
             return MaterializeReport(featureset.name, featureset.version, input_fp, done[0], 0, 0, done[3], True, 0.0)
-        total = sum(count_events(s.path) for s in sources)
+        total = sum(count_events(s.path) * (1 + _derives_labels(mapping, s.kind)) for s in sources)
         names = store.table_names(featureset.name)
         if force:
             con.execute(f"DELETE FROM {names['dead_letters']} WHERE featureset_version = ?", [featureset.version])
         before = {kind: _count(con, table) for kind, table in names.items()}
         reporter = _Reporter(progress, total)
         runner = LocalRunner(featureset)
-        fed = _replay_into(con, featureset, sources, "feed", Shard(), runner, reporter)
+        fed = _replay_into(con, featureset, sources, "feed", Shard(), runner, reporter, mapping)
         if workers == 1:
-            result = _replay_into(con, featureset, sources, "events", Shard(), runner, reporter)
+            result = _replay_into(con, featureset, sources, "events", Shard(), runner, reporter, mapping)
         else:
-            result = _parallel(con, featureset, sources, workers, runner, progress, total)
+            result = _parallel(con, featureset, sources, workers, runner, progress, total, mapping)
         written = {kind: _count(con, table) - before[kind] for kind, table in names.items()}
         seconds = time.perf_counter() - clock
         con.execute(
@@ -196,13 +203,14 @@ def _replay_into(
     shard: Shard,
     runner: LocalRunner,
     report: _Reporter,
+    mapping: Mapping | None = None,
 ) -> _ShardResult:
     """Replay one part of the sources (the feed, or one shard of the events) through `runner`
     into the tables of `con`."""
     gc.disable()  # millions of long-lived events: cyclic GC passes would dominate the run
     try:
         count = (lambda n: report("validate", n, report.total)) if part == "events" and shard.index == 0 else None
-        history = replay.load(featureset, sources, count, shard, part)
+        history = replay.load(featureset, sources, count, shard, part, mapping)
         names = store.table_names(featureset.name)
         version = {"featureset_version": featureset.version}
         rows = store.TableWriter(con, names["features"], featureset.columns, version)
@@ -243,6 +251,7 @@ def _parallel(
     runner: LocalRunner,
     progress: Progress | None,
     total: int,
+    mapping: Mapping | None = None,
 ) -> _ShardResult:
     """Replay `workers` shards of the events in forked processes, each with a copy of `runner`
     (its tables folded already) and into its own DuckDB file, then copy them in."""
@@ -263,6 +272,7 @@ def _parallel(
                     counters,
                     total,
                     results,
+                    mapping,
                 ),
                 name=f"materialize-shard-{i}",
             )
@@ -313,6 +323,7 @@ def _shard_worker(
     counters: dict[str, Synchronized[int]],
     total: int,
     results: multiprocessing.Queue,  # type: ignore[type-arg]
+    mapping: Mapping | None = None,
 ) -> None:
     """One worker: its shard into its own DuckDB file; the result (or the error) onto `results`."""
     try:
@@ -320,7 +331,9 @@ def _shard_worker(
         try:
             store.ensure_tables(con, featureset)
             reporter = _Reporter(None, total, counters)
-            result: _ShardResult | str = _replay_into(con, featureset, sources, "events", shard, runner, reporter)
+            result: _ShardResult | str = _replay_into(
+                con, featureset, sources, "events", shard, runner, reporter, mapping
+            )
         finally:
             con.close()
     except Exception as exc:  # reported by the parent, which fails the run with it
@@ -336,6 +349,22 @@ def _copy_shard(con: duckdb.DuckDBPyConnection, featureset: FeatureSet, path: Pa
             con.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM shard.{table}")
     finally:
         con.execute("DETACH shard")
+
+
+def _derives_labels(mapping: Mapping | None, kind: str) -> bool:
+    kind_mapping = mapping.kinds.get(kind) if mapping is not None else None
+    return kind_mapping is not None and kind_mapping.label is not None
+
+
+def _add_columns(con: duckdb.DuckDBPyConnection, featureset: FeatureSet) -> None:
+    """Columns of this FeatureSet that a features table made by one built for fewer fields
+    lacks; rows of that other version keep NULL in them (and a training set of a version
+    reads only its own columns)."""
+    table = store.table_names(featureset.name)["features"]
+    have = {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
+    for column, kind in featureset.columns.items():
+        if column not in have:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {store._SQL_TYPES[kind]}')
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:

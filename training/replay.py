@@ -33,8 +33,10 @@ from typing import Any, Literal
 import msgspec
 
 from features.featureset import DeadLetter, FeatureSet, InvalidEvent, LocalRunner, Outcome
+from features.mapping import Mapping as InputMapping
+from features.mapping import mapped_payloads
 from features.order import OrderKey, order_key
-from training.sources import check_source, read_payloads
+from training.sources import check_source
 
 
 @dataclass(frozen=True)
@@ -179,34 +181,38 @@ def load(
     advance: Callable[[int], None] | None = None,
     shard: Shard = Shard(),
     part: Part = "all",
+    mapping: InputMapping | None = None,
 ) -> Replay:
-    """Read and validate the sources of `part` (the feed's, the events', or all); return the
-    valid events in replay order, only those of `shard` among the events."""
+    """Read and validate the sources of `part` (the feed's, the events', or all), through
+    `mapping` where it maps their kind; return the valid events in replay order, only those of
+    `shard` among the events. A mapped row's derived label counts as an event of its own kind."""
     check(featureset, sources)
     feed, events = SortedEvents(featureset), SortedEvents(featureset)
     dead: list[DeadLetter] = []
     read = 0
     sniff = _key_sniffer(featureset) if shard.count > 1 else None
+    feed_kinds = featureset.feed_kinds
     for source in sources:
         source_name = str(source.path.name)
-        is_feed = source.kind in featureset.feed_kinds
-        skip = (part == "feed" and not is_feed) or (part == "events" and is_feed)
-        for position, payload in read_payloads(source.path):
+        for kind, position, payload in mapped_payloads(source.path, source.kind, mapping):
             read += 1
             if advance is not None and read % 10_000 == 0:
                 advance(10_000)
-            if skip or (sniff is not None and not is_feed and not shard.holds(sniff(payload))):
+            is_feed = kind in feed_kinds
+            if (part == "feed" and not is_feed) or (part == "events" and is_feed):
+                continue
+            if sniff is not None and not is_feed and not shard.holds(sniff(payload)):
                 continue
             try:
-                event = featureset.parse(source.kind, payload)
+                event = featureset.parse(kind, payload)
             except InvalidEvent as exc:
                 if is_feed or sniff is not None or shard.holds(None):
-                    dead.append(featureset.dead_letter(source_name, position, source.kind, exc.reason, payload))
+                    dead.append(featureset.dead_letter(source_name, position, kind, exc.reason, payload))
                 continue
             if is_feed:
-                feed.add(order_key(featureset, source.kind, event, read), event)
+                feed.add(order_key(featureset, kind, event, read), event)
             elif sniff is not None or shard.holds(featureset.message_key(event)):
-                events.add(order_key(featureset, source.kind, event, read), event)
+                events.add(order_key(featureset, kind, event, read), event)
     if advance is not None:
         advance(read % 10_000)
     return Replay(feed=feed, events=events, dead_letters=dead, read=read)

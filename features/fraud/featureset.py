@@ -14,18 +14,23 @@ before the day of t - 1 h: labels known before that day's start, over 1, 7 and 3
 final once the feed has carried a label known an hour after its end; a label that arrives for a
 day already final counts in the first open day. Raw identifiers never reach a stage or a table:
 state keys, changelogs and repartition topics hold pseudonyms only.
+
+A minimal payment (id, time, customer, merchant or terminal, amount) gets the amount, time,
+history and merchant-risk features; each optional field adds its feature group (`GROUPS`):
+location, device, IP, identity, channel, currency, and the merchant's category when the
+merchant reference is given. Built for fewer fields, the FeatureSet has fewer columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from math import cos, log1p, pi, sin, sqrt
 from typing import Any, ClassVar
 
 import msgspec
 
 from features.depersonalize import DEV_SECRET, Policy, Pseudonymizer, generalize_coordinate
-from features.featureset import FeatureSet, InvalidEvent, Record, Stage, to_ms
+from features.featureset import FeatureGroup, FeatureSet, InvalidEvent, Record, Stage, to_ms
 from features.fraud import lookups as lookups_module
 from features.fraud import schemas as schemas_module
 from features.fraud.lookups import CATEGORIES, EUR_PER_UNIT, Merchant
@@ -83,16 +88,38 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+GROUPS: tuple[FeatureGroup, ...] = (
+    FeatureGroup("card", ("card_number",), ()),
+    FeatureGroup("currency", ("currency",), ("foreign_currency",)),
+    FeatureGroup("channel", ("channel",), tuple(f"channel_{c}" for c in CHANNELS), columns=("channel",)),
+    FeatureGroup(
+        "category",
+        ("merchant_id",),
+        tuple(f"category_{c}" for c in (*CATEGORIES, "other")),
+        columns=("category",),
+        reference="merchants",
+    ),
+    FeatureGroup("location", ("lat", "lon"), ("log_km_from_last", "log_speed_kmh", "log_km_from_usual")),
+    FeatureGroup("device", ("device_id",), ("new_device",)),
+    FeatureGroup("ip", ("ip",), ("new_ip",)),
+    FeatureGroup("identity", ("cardholder_name", "email"), ("email_matches_name",)),
+)
+"""Optional fields and the features they switch on. Without `card_number` the customer is its
+own card (`card_key`); without `currency` every amount is taken as euros."""
+
+
 class FraudFeatureSet(FeatureSet):
     """Features for scoring a card payment at the moment it is made.
 
     Parameters
     ----------
     merchants:
-        The merchant reference (id -> category and location). A payment or label naming a
-        merchant missing from it is rejected as a dead letter.
+        The merchant reference (id -> category and location), or None: no category features.
+        Given, a payment or label naming a merchant missing from it is rejected as a dead letter.
     secret:
         Key of the HMAC pseudonyms; the same secret in batch and stream gives the same keys.
+    fields:
+        The optional fields the payments carry (None: all); see `GROUPS`.
     """
 
     name: ClassVar[str] = "fraud"
@@ -105,6 +132,7 @@ class FraudFeatureSet(FeatureSet):
     partition_key: ClassVar[str | None] = "customer_id"
     tables: ClassVar[tuple[DailyTable, ...]] = (MERCHANT_RISK,)
     feed: ClassVar[str] = "label-events"
+    groups: ClassVar[tuple[FeatureGroup, ...]] = GROUPS
     policies: ClassVar[Mapping[str, Policy]] = {
         "payment_id": Policy.KEEP,
         "ts": Policy.KEEP,
@@ -146,9 +174,18 @@ class FraudFeatureSet(FeatureSet):
     row_id: ClassVar[str] = "payment_id"
     modules = (schemas_module, lookups_module)
 
-    def __init__(self, merchants: Mapping[str, Merchant], secret: str = DEV_SECRET) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        merchants: Mapping[str, Merchant] | None,
+        secret: str = DEV_SECRET,
+        fields: Iterable[str] | None = None,
+    ) -> None:
+        super().__init__(fields, references=() if merchants is None else ("merchants",))
         self.merchants = merchants
+        on = set(self.enabled)
+        self._card, self._currency, self._channel = "card" in on, "currency" in on, "channel" in on
+        self._category, self._location, self._identity = "category" in on, "location" in on, "identity" in on
+        self._device, self._ip = "device" in on, "ip" in on
         self.pseudonym = Pseudonymizer(secret)
         self._spend = Windows(tuple(SPEND_WINDOWS.values()))
         self._stages = (Stage("customer", _customer_key, self._customer_stage, event_id=_payment_id),)
@@ -161,9 +198,9 @@ class FraudFeatureSet(FeatureSet):
         if isinstance(event, Watermark):
             return
         merchant_id = event.merchant_id  # type: ignore[attr-defined]
-        if merchant_id not in self.merchants:
+        if self._category and merchant_id not in self.merchants:  # type: ignore[operator]
             raise InvalidEvent(f"unknown reference: merchant_id {merchant_id!r} is not in the merchant reference")
-        if isinstance(event, Payment) and event.currency not in EUR_PER_UNIT:
+        if self._currency and isinstance(event, Payment) and event.currency not in EUR_PER_UNIT:
             raise InvalidEvent(
                 f"unknown reference: currency {event.currency!r} has no rate; known: {sorted(EUR_PER_UNIT)}"
             )
@@ -184,28 +221,36 @@ class FraudFeatureSet(FeatureSet):
             }
         assert isinstance(event, Payment)
         p = self.pseudonym
-        reference, found = self.redactor.redact(
-            event.reference,
-            (event.cardholder_name, event.email, event.customer_id, event.card_number, event.device_id, event.ip),
-        )
-        return {
+        known = (event.cardholder_name, event.email, event.customer_id, event.card_number, event.device_id, event.ip)
+        reference, found = self.redactor.redact(event.reference, tuple(v for v in known if v is not None))
+        customer = p("customer", event.customer_id)
+        record: Record = {
             "kind": "payment",
             "t": to_ms(event.ts),
             "payment_id": event.payment_id,
-            "customer": p("customer", event.customer_id),
-            "card": p("card", event.card_number),
-            "device": p("device", event.device_id),
-            "ip": p("ip", event.ip),
+            "customer": customer,
+            "card": p("card", event.card_number) if self._card else customer,  # type: ignore[arg-type]
             "merchant_id": event.merchant_id,
-            "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency], 2),
-            "foreign": event.currency != "EUR",
-            "lat": generalize_coordinate(event.lat),
-            "lon": generalize_coordinate(event.lon),
-            "channel": event.channel,
-            "email_matches_name": _email_matches_name(event.email, event.cardholder_name),
+            "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency], 2)  # type: ignore[index]
+            if self._currency
+            else event.amount,
             "reference": reference,
             "reference_pii": found,
         }
+        if self._currency:
+            record["foreign"] = event.currency != "EUR"
+        if self._location:
+            record["lat"] = generalize_coordinate(event.lat)  # type: ignore[arg-type]
+            record["lon"] = generalize_coordinate(event.lon)  # type: ignore[arg-type]
+        if self._channel:
+            record["channel"] = event.channel
+        if self._device:
+            record["device"] = p("device", event.device_id)  # type: ignore[arg-type]
+        if self._ip:
+            record["ip"] = p("ip", event.ip)  # type: ignore[arg-type]
+        if self._identity:
+            record["email_matches_name"] = _email_matches_name(event.email, event.cardholder_name)  # type: ignore[arg-type]
+        return record
 
     def label_rows(self, record: Record) -> list[Record]:
         if record["kind"] != "label":
@@ -232,8 +277,6 @@ class FraudFeatureSet(FeatureSet):
         """The customer's history before this payment, then the payment joins that history."""
         t: int = record["t"]
         amount: float = record["amount_eur"]
-        lat: float = record["lat"]
-        lon: float = record["lon"]
         history = state.get("history") or {
             "last": None,
             "stats": [0, 0.0, 0.0, 0.0, 0.0],
@@ -244,16 +287,8 @@ class FraudFeatureSet(FeatureSet):
         last = history["last"]
         spend = self._spend.query(history["spend"], t)
         count, mean, m2, mean_lat, mean_lon = history["stats"]
-        if last is None:
-            secs = km_last = speed = km_usual = 0.0
-        else:
-            secs = max(0.0, (t - last[0]) / 1000.0)
-            km_last = haversine_km(last[1], last[2], lat, lon)
-            speed = min(MAX_SPEED_KMH, km_last / max(secs / 3600.0, 1 / 60))
-            km_usual = haversine_km(mean_lat, mean_lon, lat, lon)
+        secs = 0.0 if last is None else max(0.0, (t - last[0]) / 1000.0)
         std = sqrt(m2 / (count - 1)) if count > 1 else 0.0
-        category = self.merchants[record["merchant_id"]].category
-        category = category if category in CATEGORIES else "other"
         hour = (t // 1000 % 86_400) / 3600.0
         weekday = (t // DAY_MS + 3) % 7
 
@@ -263,31 +298,50 @@ class FraudFeatureSet(FeatureSet):
             "customer_key": record["customer"],
             "card_key": record["card"],
             "merchant_id": record["merchant_id"],
-            "category": category,
-            "channel": record["channel"],
             "amount_eur": amount,
             "reference_redacted": record["reference"],
             "log_amount": log1p(amount),
-            "foreign_currency": float(record["foreign"]),
             "hour_sin": sin(2 * pi * hour / 24),
             "hour_cos": cos(2 * pi * hour / 24),
             "weekend": float(weekday >= 5),
-            **_CHANNEL_ONE_HOT[record["channel"]],
-            **_CATEGORY_ONE_HOT[category],
             "first_payment": float(last is None),
             "log_secs_since_last": log1p(secs),
-            "log_km_from_last": log1p(km_last),
-            "log_speed_kmh": log1p(speed),
-            "log_km_from_usual": log1p(km_usual),
             "amount_z": max(-10.0, min(10.0, (amount - mean) / max(std, 1.0))) if count else 0.0,
             "log_amount_ratio": log1p(amount) - log1p(mean) if count else 0.0,
             **{f"count_{w}": float(n) for w, (n, _) in zip(SPEND_WINDOWS, spend, strict=True)},
             **{f"log_spend_{w}": log1p(max(0.0, s)) for w, (_, s) in zip(SPEND_WINDOWS, spend, strict=True)},
-            "new_device": float(last is not None and record["device"] not in history["device"]),
-            "new_ip": float(last is not None and record["ip"] not in history["ip"]),
-            "email_matches_name": float(record["email_matches_name"]),
             "reference_has_pii": float(record["reference_pii"] > 0),
         }
+        if self._currency:
+            row["foreign_currency"] = float(record["foreign"])
+        if self._channel:
+            row["channel"] = record["channel"]
+            row.update(_CHANNEL_ONE_HOT[record["channel"]])
+        if self._category:
+            category = self.merchants[record["merchant_id"]].category  # type: ignore[index]
+            category = category if category in CATEGORIES else "other"
+            row["category"] = category
+            row.update(_CATEGORY_ONE_HOT[category])
+        lat = lon = 0.0
+        if self._location:
+            lat, lon = record["lat"], record["lon"]
+            if last is None:
+                km_last = speed = km_usual = 0.0
+            else:
+                km_last = haversine_km(last[1], last[2], lat, lon)
+                speed = min(MAX_SPEED_KMH, km_last / max(secs / 3600.0, 1 / 60))
+                km_usual = haversine_km(mean_lat, mean_lon, lat, lon)
+            row["log_km_from_last"] = log1p(km_last)
+            row["log_speed_kmh"] = log1p(speed)
+            row["log_km_from_usual"] = log1p(km_usual)
+        if self._device:
+            row["new_device"] = float(last is not None and record["device"] not in history["device"])
+            _remember(history["device"], record["device"])
+        if self._ip:
+            row["new_ip"] = float(last is not None and record["ip"] not in history["ip"])
+            _remember(history["ip"], record["ip"])
+        if self._identity:
+            row["email_matches_name"] = float(record["email_matches_name"])
 
         count += 1
         delta = amount - mean
@@ -298,8 +352,6 @@ class FraudFeatureSet(FeatureSet):
         history["stats"] = [count, mean, m2, mean_lat, mean_lon]
         if last is None or t >= last[0]:
             history["last"] = [t, lat, lon]
-        _remember(history["device"], record["device"])
-        _remember(history["ip"], record["ip"])
         self._spend.add(history["spend"], t, amount)
         state.set("history", history)
         return [row]

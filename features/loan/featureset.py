@@ -208,7 +208,7 @@ class LoanFeatureSet(FeatureSet):
                 "t": to_ms(event.ts),
                 "id": event.payment_id,
                 "customer": customer,
-                "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency], 2),
+                "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency or "EUR"], 2),
                 "cash": event.channel == "atm",
             }
         if isinstance(event, LoanApplication):
