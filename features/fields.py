@@ -2,7 +2,8 @@
 
 `materialize` finds the optional fields (`FeatureSet.optional_fields`) the events carry,
 mapped as they are loaded, in the first `SAMPLE` events of each file: a field is present when
-every one of them has it. It writes them, with the reference files it was given, to
+every one of them has it, or, for a field whose absence the schema fills with a value (an empty
+free-text reference), when any of them has it. It writes them, with the reference files it was given, to
 `featureset.json` in the use case's data folder. `train`, `score`, `produce`, `features` and
 `serve` build the FeatureSet from that record, so the live process computes the features the
 model was trained on, and the model's FeatureSet version (checked by the scorer) says so.
@@ -68,24 +69,34 @@ def present_fields(
     mapping: Mapping | None = None,
     sample: int = SAMPLE,
 ) -> tuple[str, ...]:
-    """The optional fields that every one of the first `sample` events of each (kind, path)
-    source carries (non-empty), counting only sources whose kind's schema has the field."""
+    """The optional fields the first `sample` events of each (kind, path) source carry (see the
+    module's rule), counting only sources whose kind's schema has the field."""
     wanted = frozenset(optional)
-    present = set(wanted)
+    lacking: set[str] = set()
+    seen_any: set[str] = set()
+    filled: set[str] = set()
     for kind, path in sources:
-        names = wanted & set(schemas[kind].__struct_fields__) if kind in schemas else frozenset()
-        if not names:
+        schema = schemas.get(kind)
+        if schema is None:
             continue
+        infos = {f.encode_name: f for f in msgspec.structs.fields(schema) if f.encode_name in wanted}
+        if not infos:
+            continue
+        filled |= {name for name, f in infos.items() if f.default not in (None, msgspec.NODEFAULT)}
         seen = 0
         for yielded, _, payload in mapped_payloads(path, kind, mapping):
             if yielded != kind:
                 continue
             row = _as_dict(payload)
-            present -= {n for n in names if row.get(n) in (None, "")}
+            for name in infos:
+                if row.get(name) is None:
+                    lacking.add(name)
+                else:
+                    seen_any.add(name)
             seen += 1
             if seen >= sample:
                 break
-    return tuple(sorted(present))
+    return tuple(sorted(n for n in seen_any if n in filled or n not in lacking))
 
 
 def _as_dict(payload: Payload) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 
 from features.depersonalize import DEV_SECRET
 from features.featureset import FeatureSet
+from features.mapping import OPTIONS as MAPPING_OPTIONS
+from features.mapping import MappingError, from_command_line
 from features.usecases import USE_CASES, build_featureset, get_use_case
 from serving.settings import DEFAULT_BOOTSTRAP, GUARANTEES, LiveSettings
 
@@ -122,6 +124,13 @@ Verbose = Annotated[
 
 DEFAULT_DATA = Path("data")
 DEFAULT_STATE = Path("state")
+MAPPING_PANEL = "Input mapping (README: Your own files)"
+
+
+def _mapping_option(name: str) -> Any:
+    return typer.Option(name, help=MAPPING_OPTIONS[name], rich_help_panel=MAPPING_PANEL, show_default=False)
+
+
 DEFAULT_LIVE_DB = Path("data/live.duckdb")
 DEFAULT_TRACKING = "sqlite:///mlflow.db"
 
@@ -218,14 +227,56 @@ def produce(
     partitions: Annotated[
         int, typer.Option(help="Partitions of the events topic if it is created now (the tables' feed has one).")
     ] = 1,
+    mapping_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="TOML file: how each kind's rows become events (renames, casts, time zone, constants, labels).",
+            rich_help_panel=MAPPING_PANEL,
+        ),
+    ] = None,
+    rename: Annotated[list[str] | None, _mapping_option("--rename")] = None,
+    cast: Annotated[list[str] | None, _mapping_option("--cast")] = None,
+    const: Annotated[list[str] | None, _mapping_option("--const")] = None,
+    drop: Annotated[list[str] | None, _mapping_option("--drop")] = None,
+    timezone: Annotated[str | None, _mapping_option("--timezone")] = None,
+    label_from: Annotated[str | None, _mapping_option("--label-from")] = None,
+    label_delay: Annotated[str | None, _mapping_option("--label-delay")] = None,
+    label_field: Annotated[list[str] | None, _mapping_option("--label-field")] = None,
+    label_kind: Annotated[str | None, _mapping_option("--label-kind")] = None,
+    label_into: Annotated[str | None, _mapping_option("--label-into")] = None,
+    label_at: Annotated[str | None, _mapping_option("--label-at")] = None,
+    label_since: Annotated[str | None, _mapping_option("--label-since")] = None,
 ) -> None:
     """Replay event files onto the use case's topics, merged in replay order and keyed as upstream systems key them.
 
     Needs no pseudonym secret: events are keyed by their raw key (fraud, loan: customer_id).
+    Files in your own column names go through the mapping materialize took (--mapping or the
+    mapping options): their events are published as the same events in the schema would be.
     """
     from serving.produce import EventFile, default_files, ensure_topic, load, publish
 
     fs = _featureset(use_case, data_dir, DEV_SECRET)  # validation only: keys are raw, no pseudonym is made
+    options = {
+        "--rename": rename,
+        "--cast": cast,
+        "--const": const,
+        "--drop": drop,
+        "--timezone": timezone,
+        "--label-from": label_from,
+        "--label-delay": label_delay,
+        "--label-field": label_field,
+        "--label-kind": label_kind,
+        "--label-into": label_into,
+        "--label-at": label_at,
+        "--label-since": label_since,
+    }
+    try:
+        mapping = from_command_line(mapping_file, [item.partition("=")[0] for item in events or []], options)
+        if mapping is not None:
+            mapping.check(fs.schemas)
+    except MappingError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if speed < 0 or rate < 0 or (speed and rate):
         raise typer.BadParameter("give --speed or --rate (not both), each >= 0")
     if partitions < 1:
@@ -236,6 +287,8 @@ def produce(
         if not sep:
             raise typer.BadParameter(f"--events takes KIND=PATH (e.g. payment=payments.jsonl), got {item!r}")
         files.append(EventFile(kind, Path(path)))
+    if not files and mapping is not None and mapping.files:
+        files = [EventFile(kind, path) for kind, path in mapping.files.items()]
     try:
         files = files or default_files(use_case, data_dir / use_case)
     except FileNotFoundError as exc:
@@ -247,7 +300,7 @@ def produce(
     with _bar() as bar:
         task = bar.add_task("read", total=None, rate="")
         try:
-            messages = load(fs, files, advance=lambda n: bar.advance(task, n))
+            messages = load(fs, files, advance=lambda n: bar.advance(task, n), mapping=mapping)
         except (FileNotFoundError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
         bar.update(task, total=len(messages), completed=len(messages))

@@ -9,8 +9,10 @@ time so a paced replay carries labels as they become known, with a watermark eve
 time (one that never makes a label late) and a last one at the latest event time it replayed: the
 stream's tables close the days the batch driver's close, as a live feed's watermarks close them.
 
-Files are read by `features.sources`, as the batch driver reads them, and every valid event is
-published as the typed JSON of its schema, whatever file it came from. Events the FeatureSet
+Files are read by `features.sources`, as the batch driver reads them, through the same input
+mapping (`features.mapping`) where one is given, and every valid event is published as the
+typed JSON of its schema, whatever file it came from: a mapped file's events are the messages
+the same events already in the schema make. Events the FeatureSet
 rejects are published too, as they were read (a CSV row as JSON with its values typed where they
 convert), in their file position and with a `type` header naming the file's kind, keyed by their
 raw key where it can be read: the feature process rejects them with the reasons the batch driver
@@ -35,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from features import sources
 from features.featureset import FeatureSet, InvalidEvent
+from features.mapping import Mapping, mapped_payloads
 from features.order import OrderKey, order_key
 from features.tables import WATERMARK
 from features.usecases import get_use_case
@@ -114,8 +117,15 @@ def read_payloads(path: Path) -> Iterator[bytes | dict[str, Any]]:
         yield payload.rstrip(b"\r\n") if isinstance(payload, bytes) else payload
 
 
-def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], None] | None = None) -> list[Outgoing]:
-    """Every event of every file as a keyed message, in replay order; the feed with hourly watermarks."""
+def load(
+    fs: FeatureSet,
+    files: Sequence[EventFile],
+    advance: Callable[[int], None] | None = None,
+    mapping: Mapping | None = None,
+) -> list[Outgoing]:
+    """Every event of every file (read through `mapping` where it maps the file's kind; a row's
+    derived label is an event of its own kind) as a keyed message, in replay order; the feed
+    with hourly watermarks."""
     check_files(fs, files)
     events: list[tuple[OrderKey, Outgoing]] = []
     feed: list[Outgoing] = []
@@ -123,21 +133,23 @@ def load(fs: FeatureSet, files: Sequence[EventFile], advance: Callable[[int], No
     sniff = _key_sniffer(fs)
     for f in files:
         last_time = 0
-        is_feed = f.kind in fs.feed_kinds
-        for payload in read_payloads(f.path):
+        for kind, _, payload in mapped_payloads(f.path, f.kind, mapping):
             read += 1
+            is_feed = kind in fs.feed_kinds
+            if isinstance(payload, bytes):
+                payload = payload.rstrip(b"\r\n")
             try:
-                event = fs.parse(f.kind, payload)
+                event = fs.parse(kind, payload)
             except InvalidEvent:
-                value = _raw_value(fs, f.kind, payload)
-                message = Outgoing(last_time, sniff(payload), value, f.kind, is_feed, invalid=True)
-                key = (last_time, fs.kind_order[f.kind], read)
+                value = _raw_value(fs, kind, payload)
+                message = Outgoing(last_time, sniff(payload), value, kind, is_feed, invalid=True)
+                key = (last_time, fs.kind_order[kind], read)
             else:
                 last_time = fs.event_time_ms(event)
                 latest = max(latest, last_time)
-                key = order_key(fs, f.kind, event, read)
+                key = order_key(fs, kind, event, read)
                 message_key = None if is_feed else fs.message_key(event).encode()
-                message = Outgoing(last_time, message_key, _encode(event), f.kind, is_feed)
+                message = Outgoing(last_time, message_key, _encode(event), kind, is_feed)
             if is_feed:
                 feed.append(message)
             else:

@@ -17,8 +17,8 @@ state keys, changelogs and repartition topics hold pseudonyms only.
 
 A minimal payment (id, time, customer, merchant or terminal, amount) gets the amount, time,
 history and merchant-risk features; each optional field adds its feature group (`GROUPS`):
-location, device, IP, identity, channel, currency, and the merchant's category when the
-merchant reference is given. Built for fewer fields, the FeatureSet has fewer columns.
+card, location, device, IP, identity, channel, currency, free-text reference, and the
+merchant's category when the merchant reference is given. Built for fewer fields, the FeatureSet has fewer columns.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ GROUPS: tuple[FeatureGroup, ...] = (
     FeatureGroup("device", ("device_id",), ("new_device",)),
     FeatureGroup("ip", ("ip",), ("new_ip",)),
     FeatureGroup("identity", ("cardholder_name", "email"), ("email_matches_name",)),
+    FeatureGroup("reference", ("reference",), ("reference_has_pii",), columns=("reference_redacted",)),
 )
 """Optional fields and the features they switch on. Without `card_number` the customer is its
 own card (`card_key`); without `currency` every amount is taken as euros."""
@@ -185,7 +186,7 @@ class FraudFeatureSet(FeatureSet):
         on = set(self.enabled)
         self._card, self._currency, self._channel = "card" in on, "currency" in on, "channel" in on
         self._category, self._location, self._identity = "category" in on, "location" in on, "identity" in on
-        self._device, self._ip = "device" in on, "ip" in on
+        self._device, self._ip, self._reference = "device" in on, "ip" in on, "reference" in on
         self.pseudonym = Pseudonymizer(secret)
         self._spend = Windows(tuple(SPEND_WINDOWS.values()))
         self._stages = (Stage("customer", _customer_key, self._customer_stage, event_id=_payment_id),)
@@ -221,8 +222,6 @@ class FraudFeatureSet(FeatureSet):
             }
         assert isinstance(event, Payment)
         p = self.pseudonym
-        known = (event.cardholder_name, event.email, event.customer_id, event.card_number, event.device_id, event.ip)
-        reference, found = self.redactor.redact(event.reference, tuple(v for v in known if v is not None))
         customer = p("customer", event.customer_id)
         record: Record = {
             "kind": "payment",
@@ -234,9 +233,19 @@ class FraudFeatureSet(FeatureSet):
             "amount_eur": round(event.amount * EUR_PER_UNIT[event.currency], 2)  # type: ignore[index]
             if self._currency
             else event.amount,
-            "reference": reference,
-            "reference_pii": found,
         }
+        if self._reference:  # redacted against every personal value the event has, mapped or not
+            known = (
+                event.cardholder_name,
+                event.email,
+                event.customer_id,
+                event.card_number,
+                event.device_id,
+                event.ip,
+            )
+            record["reference"], record["reference_pii"] = self.redactor.redact(
+                event.reference, tuple(v for v in known if v is not None)
+            )
         if self._currency:
             record["foreign"] = event.currency != "EUR"
         if self._location:
@@ -299,7 +308,6 @@ class FraudFeatureSet(FeatureSet):
             "card_key": record["card"],
             "merchant_id": record["merchant_id"],
             "amount_eur": amount,
-            "reference_redacted": record["reference"],
             "log_amount": log1p(amount),
             "hour_sin": sin(2 * pi * hour / 24),
             "hour_cos": cos(2 * pi * hour / 24),
@@ -310,8 +318,10 @@ class FraudFeatureSet(FeatureSet):
             "log_amount_ratio": log1p(amount) - log1p(mean) if count else 0.0,
             **{f"count_{w}": float(n) for w, (n, _) in zip(SPEND_WINDOWS, spend, strict=True)},
             **{f"log_spend_{w}": log1p(max(0.0, s)) for w, (_, s) in zip(SPEND_WINDOWS, spend, strict=True)},
-            "reference_has_pii": float(record["reference_pii"] > 0),
         }
+        if self._reference:
+            row["reference_redacted"] = record["reference"]
+            row["reference_has_pii"] = float(record["reference_pii"] > 0)
         if self._currency:
             row["foreign_currency"] = float(record["foreign"])
         if self._channel:
