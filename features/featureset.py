@@ -172,7 +172,7 @@ class FeatureSet(ABC):
         self.redactor = Redactor()
         self._decoders = {kind: msgspec.json.Decoder(schema) for kind, schema in self.schemas.items()}
         self._any_decoder = msgspec.json.Decoder(_union(tuple(self.schemas.values())))
-        present = None if fields is None else frozenset(fields)
+        present = None if fields is None else frozenset(fields) | self.required_fields()
         at_hand = None if references is None else frozenset(references)
         self.enabled: tuple[str, ...] = tuple(
             g.name
@@ -212,9 +212,14 @@ class FeatureSet(ABC):
         return {"groups": list(self.enabled)} if self.groups else {}
 
     @classmethod
+    def required_fields(cls) -> frozenset[str]:
+        """Fields every event of a kind that has them carries (no default): always present."""
+        return frozenset(f.encode_name for s in cls.schemas.values() for f in msgspec.structs.fields(s) if f.required)
+
+    @classmethod
     def optional_fields(cls) -> frozenset[str]:
-        """The fields some feature group needs: the ones a dataset may lack."""
-        return frozenset(f for g in cls.groups for f in g.fields)
+        """The fields some feature group needs that a dataset may lack."""
+        return frozenset(f for g in cls.groups for f in g.fields) - cls.required_fields()
 
     def parse(self, kind: str | None, payload: bytes | str | Mapping[str, Any]) -> msgspec.Struct:
         """Validate one raw event into its schema, or raise `InvalidEvent` saying why.
