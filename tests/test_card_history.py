@@ -102,7 +102,8 @@ def test_a_mapping_that_does_not_fit_the_schema_fails_before_a_row_is_read(cards
     bad = cards.root / "bad.toml"
     bad.write_text(cards.mapping.read_text().replace('amount = "TX_AMOUNT"', 'amount_eur = "TX_AMOUNT"'))
     result = CliRunner().invoke(
-        app, ["materialize", "fraud", "--data-dir", str(cards.root / "bad"), "--db", str(cards.root / "bad.duckdb")]
+        app,
+        ["materialize", "fraud", "--data-dir", str(cards.root / "bad"), "--db", str(cards.root / "bad.duckdb")]
         + ["--mapping", str(bad)],
     )
     assert result.exit_code == 2 and "rename target 'amount_eur' is not a field of the schema" in _text(result.output)

@@ -80,7 +80,8 @@ def test_enabled_groups_are_params_and_make_another_version() -> None:
 def test_zero_amounts_are_payments(payment) -> None:
     for fs in (FraudFeatureSet(MERCHANTS), FraudFeatureSet(None, fields=())):
         runner = LocalRunner(fs)
-        rows = [runner.process("payment", payment(minutes=m, amount=a)).rows[0] for m, a in ((0, 0.0), (1, 0.0), (2, 5))]
+        amounts = ((0, 0.0), (1, 0.0), (2, 5))
+        rows = [runner.process("payment", payment(minutes=m, amount=a)).rows[0] for m, a in amounts]
         assert rows[0]["log_amount"] == 0.0 and rows[0]["amount_eur"] == 0.0
         assert rows[1]["amount_z"] == 0.0 and rows[1]["log_amount_ratio"] == 0.0
         assert rows[2]["count_1h"] == 2.0 and rows[2]["log_spend_1h"] == 0.0  # the history before it
