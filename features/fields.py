@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from features.mapping import Mapping, mapped_payloads
+from features.mapping import Mapping, Schemas, mapped_payloads
 from features.sources import Payload
 
 RECORD = "featureset.json"
@@ -63,7 +63,7 @@ def write_record(folder: Path, built: BuiltFor) -> Path:
 
 
 def present_fields(
-    schemas: dict[str, type[msgspec.Struct]] | Any,
+    schemas: Schemas,
     optional: Iterable[str],
     sources: Sequence[tuple[str, Path]],
     mapping: Mapping | None = None,

@@ -18,7 +18,8 @@ For the drivers: build a mapping with `Mapping.load(path)` or `Mapping.from_opti
 about), then read files with `mapped_payloads(path, kind, mapping)` instead of `read_payloads`:
 it yields `(kind, position, payload)`, where `kind` may be the derived label's, so parse,
 order (`kind_order`) and dead-letter each event by the kind it yields. `files` gives the event
-files a TOML mapping names; `digest` belongs in a fingerprint of the inputs.
+files a TOML mapping names; `digest` belongs in a fingerprint of the inputs. A command line
+that offers both forms builds the mapping with `from_command_line`.
 """
 
 from __future__ import annotations

@@ -98,6 +98,24 @@ def test_the_same_inputs_are_not_materialized_twice_and_another_mapping_is_anoth
     assert moved.exit_code == 0 and "already materialized" not in moved.output
 
 
+def test_the_mapping_options_are_the_toml_file(cards: Cards) -> None:
+    options = ["--timezone", "Europe/Stockholm", "--drop", "TX_TIME_SECONDS", "--drop", "TX_TIME_DAYS"]
+    for field, cast in (("ts", "time"), ("customer_id", "str"), ("merchant_id", "str"), ("amount", "float")):
+        options += ["--cast", f"{field}={cast}"]
+    for field, column in (("payment_id", "TRANSACTION_ID"), ("ts", "TX_DATETIME"), ("customer_id", "CUSTOMER_ID")):
+        options += ["--rename", f"{field}={column}"]
+    options += ["--rename", "merchant_id=TERMINAL_ID", "--rename", "amount=TX_AMOUNT"]
+    options += ["--label-from", "TX_FRAUD", "--label-delay", "7d"]
+    options += ["--label-field", "payment_id=payment_id", "--label-field", "merchant_id=merchant_id"]
+    result = CliRunner().invoke(
+        app,
+        ["materialize", "fraud", "--data-dir", str(cards.data_dir), "--db", str(cards.db), "--secret", SECRET]
+        + ["--events", f"payment={cards.root / 'transactions.csv'}", *options],
+    )
+    assert result.exit_code == 0, result.output
+    assert "already materialized" in _text(result.output)  # the same files through the same mapping
+
+
 def test_a_mapping_that_does_not_fit_the_schema_fails_before_a_row_is_read(cards: Cards) -> None:
     bad = cards.root / "bad.toml"
     bad.write_text(cards.mapping.read_text().replace('amount = "TX_AMOUNT"', 'amount_eur = "TX_AMOUNT"'))

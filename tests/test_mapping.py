@@ -891,3 +891,20 @@ def test_a_card_history_parquet_with_its_own_column_types(tmp_path: Path) -> Non
     assert payment.ts == datetime(2018, 3, 31, 22, 0, 31, tzinfo=UTC)
     assert results[2][1] == "schema violation: Object missing required field `merchant_id`"
     assert results[3][1] == "schema violation: Object missing required field `merchant_id`"
+
+
+def test_from_command_line_takes_a_file_or_the_options_of_one_kind(tmp_path: Path) -> None:
+    from features.mapping import from_command_line
+
+    toml = tmp_path / "cards.toml"
+    toml.write_text('[payment]\nrename = { payment_id = "TRANSACTION_ID" }\n')
+    assert from_command_line(None, ["payment"], {"--rename": None, "--timezone": None}) is None
+    assert from_command_line(toml, [], {"--rename": None}) == Mapping.load(toml)
+    given = from_command_line(None, ["payment"], {"--rename": ["payment_id=TRANSACTION_ID"], "--drop": []})
+    assert given == Mapping.from_options("payment", ["--rename", "payment_id=TRANSACTION_ID"])
+    with pytest.raises(MappingError, match=r"give --mapping or the mapping options \(--rename\), not both"):
+        from_command_line(toml, ["payment"], {"--rename": ["a=b"]})
+    with pytest.raises(MappingError, match="exactly one kind with --events KIND=PATH .got label, payment"):
+        from_command_line(None, ["payment", "label"], {"--timezone": "UTC"})
+    with pytest.raises(MappingError, match="got none"):
+        from_command_line(None, [], {"--timezone": "UTC"})
