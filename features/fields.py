@@ -2,11 +2,14 @@
 
 `materialize` finds the optional fields (`FeatureSet.optional_fields`) the events carry,
 mapped as they are loaded, in the first `SAMPLE` events of each file: a field is present when
-every one of them has it, or, for a field whose absence the schema fills with a value (an empty
-free-text reference), when any of them has it. It writes them, with the reference files it was given, to
-`featureset.json` in the use case's data folder. `train`, `score`, `produce`, `features` and
-`serve` build the FeatureSet from that record, so the live process computes the features the
-model was trained on, and the model's FeatureSet version (checked by the scorer) says so.
+most of them (at least half) have it, so a few faulty rows do not switch a group off; for a
+field whose absence the schema fills with a value (an empty free-text reference), when any of
+them has it. Events then lacking a field of a group that is on are dead letters naming it.
+It writes them, with the reference files it was given, to `featureset.json` in the use case's
+data folder (a run that fails puts back what was there). `train`, `score`, `produce`,
+`features` and `serve` build the FeatureSet from that record, so the live process computes the
+features the model was trained on, and the model's FeatureSet version (checked by the scorer)
+says so.
 """
 
 from __future__ import annotations
@@ -72,8 +75,8 @@ def present_fields(
     """The optional fields the first `sample` events of each (kind, path) source carry (see the
     module's rule), counting only sources whose kind's schema has the field."""
     wanted = frozenset(optional)
-    lacking: set[str] = set()
-    seen_any: set[str] = set()
+    lacking: dict[str, int] = {}
+    carrying: dict[str, int] = {}
     filled: set[str] = set()
     for kind, path in sources:
         schema = schemas.get(kind)
@@ -89,14 +92,12 @@ def present_fields(
                 continue
             row = _as_dict(payload)
             for name in infos:
-                if row.get(name) is None:
-                    lacking.add(name)
-                else:
-                    seen_any.add(name)
+                tally = lacking if row.get(name) is None else carrying
+                tally[name] = tally.get(name, 0) + 1
             seen += 1
             if seen >= sample:
                 break
-    return tuple(sorted(n for n in seen_any if n in filled or n not in lacking))
+    return tuple(sorted(n for n, k in carrying.items() if n in filled or k >= lacking.get(n, 0)))
 
 
 def _as_dict(payload: Payload) -> dict[str, Any]:

@@ -169,6 +169,7 @@ def test_present_fields_reads_the_first_events_through_the_mapping(tmp_path: Pat
     path = tmp_path / "cards.csv"
     rows = [minimal(payment(minutes=i)) | {"LAT": 59.3, "LON": 18.0} for i in range(20)]
     rows[3]["device_id"] = "dev-9"  # only some rows: the group stays off
+    del rows[0]["LAT"], rows[1]["LON"]  # a few faulty rows do not switch location off
     rows[4]["reference"] = "Order 1"  # a reference the schema fills when absent: on
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*MINIMAL, "LAT", "LON", "device_id", "reference"])
@@ -195,3 +196,21 @@ def test_build_featureset_follows_the_record(tmp_path: Path) -> None:
     merchants.unlink()
     with pytest.raises(FileNotFoundError, match="refs.csv not found"):
         build_featureset("fraud", folder, "s")
+
+
+def test_a_failed_materialize_leaves_the_record_as_it_was(tmp_path: Path, payment) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    folder = tmp_path / "fraud"
+    write_record(folder, BuiltFor(("lat", "lon"), {}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(minimal(payment()) | {"amount": "lots"}) + "\n")
+    result = CliRunner().invoke(
+        app,
+        ["materialize", "fraud", "--data-dir", str(tmp_path), "--db", str(tmp_path / "x.duckdb")]
+        + ["--events", f"payment={bad}"],
+    )
+    assert result.exit_code == 1  # every event rejected
+    assert read_record(folder) == BuiltFor(("lat", "lon"), {})

@@ -209,7 +209,7 @@ def materialize(
         str | None,
         typer.Option(
             help="Comma-separated optional fields the events carry (`all` for every one); "
-            "default: those every one of the first 1,000 events of each file has."
+            "default: those most of the first 1,000 events of each file have."
         ),
     ] = None,
     merchants: Annotated[
@@ -239,10 +239,7 @@ def materialize(
     rejected (--max-rejected; by default, when every one was).
     """
     check_use_case(use_case)
-    from rich.table import Table
-
-    from features.fields import BuiltFor, present_fields, read_record, write_record
-    from training.materialize import materialize as run_materialize
+    from features.fields import RECORD, BuiltFor, read_record, write_record
 
     if workers < 1:
         raise typer.BadParameter("--workers must be at least 1")
@@ -274,36 +271,69 @@ def materialize(
         raise typer.BadParameter(f"--merchants is the fraud merchant reference; the {use_case} use case has none")
     if merchants is not None and not merchants.exists():
         raise typer.BadParameter(f"--merchants {merchants}: no such file")
+    if not fs.groups and fields is not None:
+        raise typer.BadParameter(f"--fields: the {use_case} use case has no optional feature groups")
+    previous = read_record(folder)
+    refs = (
+        {"merchants": str(merchants.resolve())} if merchants is not None else (previous.references if previous else {})
+    )
     if fs.groups:
-        optional = type(fs).optional_fields()
-        if fields is None:
-            chosen: tuple[str, ...] | None = present_fields(
-                fs.schemas, optional, [(s.kind, s.path) for s in sources], mapping
-            )
-        elif fields.strip() == "all":
-            chosen = None
-        else:
-            chosen = tuple(sorted({f.strip() for f in fields.split(",") if f.strip()}))
-            unknown = sorted(set(chosen) - optional)
-            if unknown:
-                raise typer.BadParameter(
-                    f"--fields: {', '.join(unknown)} are not optional fields of {use_case}; "
-                    f"expected some of {', '.join(sorted(optional))}"
-                )
-        old = read_record(folder) if merchants is None else None
-        refs = {"merchants": str(merchants.resolve())} if merchants is not None else (old.references if old else {})
-        write_record(folder, BuiltFor(chosen, refs))
+        write_record(folder, BuiltFor(_chosen_fields(fs, fields, sources, mapping), refs))
         fs = build_featureset(use_case, folder, secret)
         off = [g.name for g in fs.groups if g.name not in fs.enabled]
         console.print(
             f"feature groups on: {', '.join(fs.enabled) or 'none'}"
             + (f"; off (their fields or reference data absent): {', '.join(off)}" if off else "")
-            + f" → {folder / 'featureset.json'}"
+            + f" → {folder / RECORD}"
         )
-    else:
-        refs = {}
-        if fields is not None:
-            raise typer.BadParameter(f"--fields: the {use_case} use case has no optional feature groups")
+    try:
+        _run_materialize(use_case, fs, folder, db, sources, mapping, force, workers, max_rejected, refs)
+    except BaseException as exc:  # a failed run leaves the record as it was: train builds what it built before
+        if fs.groups and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
+            if previous is None:
+                (folder / RECORD).unlink(missing_ok=True)
+            else:
+                write_record(folder, previous)
+        raise
+
+
+def _chosen_fields(
+    fs: FeatureSet, fields: str | None, sources: list[Source], mapping: Mapping | None
+) -> tuple[str, ...] | None:
+    """The optional fields named by --fields (None for `all`), else those the files carry."""
+    from features.fields import present_fields
+
+    optional = type(fs).optional_fields()
+    if fields is None:
+        return present_fields(fs.schemas, optional, [(s.kind, s.path) for s in sources], mapping)
+    if fields.strip() == "all":
+        return None
+    chosen = tuple(sorted({f.strip() for f in fields.split(",") if f.strip()}))
+    unknown = sorted(set(chosen) - optional)
+    if unknown:
+        raise typer.BadParameter(
+            f"--fields: {', '.join(unknown)} are not optional fields of {fs.name}; "
+            f"expected some of {', '.join(sorted(optional))}"
+        )
+    return chosen
+
+
+def _run_materialize(
+    use_case: str,
+    fs: FeatureSet,
+    folder: Path,
+    db: Path,
+    sources: list[Source],
+    mapping: Mapping | None,
+    force: bool,
+    workers: int,
+    max_rejected: float,
+    refs: dict[str, str],
+) -> None:
+    from rich.table import Table
+
+    from training.materialize import materialize as run_materialize
+
     references = [p for p in (folder / name for name in get_use_case(use_case).references) if p.exists()]
     references += [Path(path) for path in refs.values()]
     tasks: dict[str, TaskID] = {}
