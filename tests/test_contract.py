@@ -129,7 +129,7 @@ def test_optional_groups_are_checked_through_the_hook(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     fs, events = login_sample(tmp_path)
-    group = SimpleNamespace(name="device", fields=("device_id",), features=("new_device",))
+    group = SimpleNamespace(name="device", fields=("device_id",), features=("new_device",), columns=(), reference=None)
     with_groups = broken(groups=(group,))
     with pytest.raises(ValueError, match="declares optional feature groups: pass build_without"):
         check_featureset(with_groups(DEV_SECRET), events)
