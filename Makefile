@@ -74,7 +74,7 @@ bench: venv kafka-up ## Measure throughput and latency; writes BENCHMARKS.md
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy features training serving
+	$(BIN)/mypy features training serving duckdb_tables.py
 
 clean: ## Remove generated data, stores and the local broker's data
 	rm -rf $(DATA_DIR) mlflow.db mlartifacts mlruns state

@@ -1,15 +1,24 @@
-"""The use cases by name, so every command can say `fraud`, `loan` or `store`.
+"""The use cases by name, so every command can say `fraud`, `loan`, `store` or your own.
 
 Each entry says which event files a use case reads (kind -> file stem under
-`<data dir>/<use case>/`), how its FeatureSet is built from its reference data, and the name
-its models are registered under. Adding a use case means adding a module and one entry here.
+`<data dir>/<use case>/`), how its FeatureSet is built from its reference data, the name its
+models are registered under, and where its training job and live decider live, as import paths
+(`module:attribute`): `features` must not import training or serving, and a path costs nothing
+until a command needs it.
+
+A new use case needs no edit here: a module calls `register_use_case(UseCase(...))` when it is
+imported, and every command imports the modules named in `SAMESTREAM_USE_CASES`
+(comma-separated) before it looks a use case up.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from features.featureset import FeatureSet
 
@@ -25,6 +34,12 @@ class UseCase:
     references: tuple[str, ...] = ()
     """Reference files in the use case's folder the FeatureSet is built from (part of what
     makes its rows, so part of a materialization's input fingerprint)."""
+    job: str = ""
+    """Import path of its training job (`training.jobs.Job`), e.g. `training.jobs.fraud:JOB`."""
+    decider: str = ""
+    """Import path of a zero-argument callable returning its live decider (`serving.deciders.Decider`)."""
+    report: str = ""
+    """Import path of its report view (`training.report.View`); empty: every `test_` metric is shown."""
 
 
 def _fraud(folder: Path, secret: str) -> FeatureSet:
@@ -69,7 +84,16 @@ def _store(folder: Path, secret: str) -> FeatureSet:
 
 
 USE_CASES: dict[str, UseCase] = {
-    "fraud": UseCase("fraud", {"payment": "payments", "label": "labels"}, _fraud, "fraud-detector", ("merchants.csv",)),
+    "fraud": UseCase(
+        "fraud",
+        {"payment": "payments", "label": "labels"},
+        _fraud,
+        "fraud-detector",
+        ("merchants.csv",),
+        job="training.jobs.fraud:JOB",
+        decider="serving.deciders:FraudDecider",
+        report="training.report:FRAUD_VIEW",
+    ),
     "loan": UseCase(
         "loan",
         {
@@ -82,6 +106,9 @@ USE_CASES: dict[str, UseCase] = {
         _loan,
         "loan-acceptance",
         ("risk_grades.csv",),
+        job="training.jobs.loan:JOB",
+        decider="serving.deciders:LoanDecider",
+        report="training.report:LOAN_VIEW",
     ),
     "store": UseCase(
         "store",
@@ -95,11 +122,48 @@ USE_CASES: dict[str, UseCase] = {
         _store,
         "store-demand",
         ("products.csv", "stores.csv"),
+        job="training.jobs.store:JOB",
+        decider="serving.deciders:StoreDecider",
+        report="training.report:STORE_VIEW",
     ),
 }
 
+PLUGINS_ENV = "SAMESTREAM_USE_CASES"
+"""Environment variable naming modules (comma-separated) that register use cases when imported."""
+
+
+def register_use_case(use_case: UseCase, replace: bool = False) -> UseCase:
+    """Add a use case to the registry (a module does it when imported); returns it.
+
+    Registering another use case (another job) under a taken name raises ValueError unless
+    `replace`; registering the same one again (a module imported twice) replaces it.
+    """
+    current = USE_CASES.get(use_case.name)
+    if current is not None and current.job != use_case.job and not replace:
+        raise ValueError(f"a use case named {use_case.name!r} is registered already; pass replace=True")
+    if not use_case.job:
+        raise ValueError(f"use case {use_case.name!r} names no training job (import path `module:attribute`)")
+    USE_CASES[use_case.name] = use_case
+    return use_case
+
+
+def load_plugins() -> None:
+    """Import the modules named in `SAMESTREAM_USE_CASES`, so their use cases are registered."""
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        importlib.import_module(module)
+
+
+def load_object(path: str) -> Any:
+    """The object an import path `package.module:attribute` names."""
+    module, sep, attribute = path.partition(":")
+    if not sep or not module or not attribute:
+        raise ValueError(f"an import path is `module:attribute`, got {path!r}")
+    return getattr(importlib.import_module(module), attribute)
+
 
 def get_use_case(name: str) -> UseCase:
+    """The registered use case `name`, after the plugin modules registered theirs."""
+    load_plugins()
     try:
         return USE_CASES[name]
     except KeyError:

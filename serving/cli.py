@@ -28,7 +28,7 @@ from serving.settings import DEFAULT_BOOTSTRAP, GUARANTEES, LiveSettings
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 
-UseCase = Annotated[str, typer.Argument(help=f"Use case: {', '.join(USE_CASES)}.")]
+UseCase = Annotated[str, typer.Argument(help=f"Use case: {', '.join(USE_CASES)} or a registered one.")]
 DataDir = Annotated[
     Path,
     typer.Option(
@@ -146,8 +146,10 @@ def _logging(verbose: bool) -> None:
 
 
 def _featureset(use_case: str, data_dir: Path, secret: str) -> FeatureSet:
-    if use_case not in USE_CASES:
-        raise typer.BadParameter(f"unknown use case {use_case!r}; expected one of {', '.join(USE_CASES)}")
+    try:
+        get_use_case(use_case)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         return build_featureset(use_case, data_dir / use_case, secret)
     except (FileNotFoundError, ValueError) as exc:

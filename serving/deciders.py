@@ -5,7 +5,8 @@ and writes one record per row. What it asks the model, and what the answer means
 fraud score is cut into approve / review / block; a loan model's P(accept | rate) is asked at
 every rate of a grid to price the application; a store model's demand forecast, asked at each
 markdown depth, becomes an order and a markdown suggestion. A `Decider` is that difference, one
-per use case (`decider_for`). It reads a model version's decision policy from the version's tags
+per use case, named by its registry entry (`decider_for`); `BinaryDecider` serves any binary
+use case. It reads a model version's decision policy from the version's tags
 when the version is loaded, so a version without a usable one is never swapped in, and it turns
 a checked row into the fields of a decision record. The policies and decision functions are the
 pure ones in `features/` that training evaluates with, so a live decision equals the offline one
@@ -30,6 +31,7 @@ import numpy as np
 from features.loan.featureset import RATE_FEATURE
 from features.loan.pricing import PricingPolicy, quote_row
 from features.store.policy import MARKDOWN_DEPTHS, Spread, decide, markdown_scenario
+from features.usecases import get_use_case, load_object
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -256,11 +258,52 @@ class StoreDecider:
         return record.get("forecast"), None if order is None else f"order {order:g}, markdown {markdown:g}"
 
 
-DECIDERS: dict[str, type[FraudDecider] | type[LoanDecider] | type[StoreDecider]] = {
-    "fraud": FraudDecider,
-    "loan": LoanDecider,
-    "store": StoreDecider,
-}
+class BinaryDecider:
+    """A score and an alert from a version's `threshold` tag: the decision of any binary use case
+    whose training task is `training.jobs.binary.BinaryTask`, so a new one needs no decider code.
+
+    A version without a usable threshold is refused: an alert rule must come from validation.
+    """
+
+    fields: tuple[str, ...] = ("score", "decision")
+    supplied_inputs: tuple[str, ...] = ()
+    row_columns: tuple[str, ...] = ()
+    ranked = True
+
+    def __init__(self, use_case: str) -> None:
+        self.use_case = use_case
+
+    def policy(self, params: Mapping[str, str], inputs: tuple[str, ...], label: str) -> float:
+        try:
+            threshold = float(params["threshold"])
+        except (KeyError, ValueError):
+            raise ValueError(f"{label} has no usable `threshold` tag: register it with `samestream train`") from None
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"{label}: threshold {threshold} is not a probability")
+        return threshold
+
+    def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
+        score = model.predict_one(values)
+        return {"score": score, "decision": binary_decision(score, model.policy)}
+
+    def decide_batch(
+        self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
+    ) -> list[dict[str, Any]]:
+        return [
+            {"score": score, "decision": binary_decision(score, model.policy)}
+            for score in model.predict_many(values).tolist()
+        ]
+
+    def describe(self, model: LoadedModel) -> str:
+        return f"alert from a score of {model.policy:g}"
+
+    def summary(self, record: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        return record.get("score"), record.get("decision")
+
+
+def binary_decision(score: float, threshold: float) -> str:
+    """`alert` from the threshold on, else `pass` (the batch side decides with the same function)."""
+    return "alert" if score >= threshold else "pass"
 
 
 def one_by_one(
@@ -271,10 +314,9 @@ def one_by_one(
 
 
 def decider_for(use_case: str) -> Decider:
-    """The decider of a use case (`fraud`, `loan`, `store`)."""
-    try:
-        return DECIDERS[use_case]()
-    except KeyError:
-        raise ValueError(
-            f"no live decisions for the use case {use_case!r}; expected one of {', '.join(DECIDERS)}"
-        ) from None
+    """The decider the use case's registry entry names (`features.usecases.UseCase.decider`)."""
+    path = get_use_case(use_case).decider
+    if not path:
+        raise ValueError(f"no live decisions for the use case {use_case!r}: its registry entry names no decider")
+    decider: Decider = load_object(path)()
+    return decider

@@ -1,11 +1,9 @@
 """Feature rows, labels and dead letters from the stream into the training DuckDB tables.
 
-The tables are the ones `samestream materialize` writes (`<use case>_features` keyed by row id
-and FeatureSet version, `<use case>_labels` by row id and label time, `<use case>_dead_letters`
-by source, position and version), created here with the same definitions if the stream writes
-first. Rows are inserted with INSERT OR IGNORE at each checkpoint, before the offsets are
-committed: a replay after a crash, or replaying the topic from its earliest offset again, adds
-nothing twice.
+The tables are the ones `samestream materialize` writes, created here from the same definition
+(`duckdb_tables`) if the stream writes first. Rows are inserted with INSERT OR IGNORE at each
+checkpoint, before the offsets are committed: a replay after a crash, or replaying the topic
+from its earliest offset again, adds nothing twice.
 """
 
 from __future__ import annotations
@@ -17,41 +15,11 @@ import duckdb
 import pyarrow as pa
 from quixstreams.sinks import BatchingSink, SinkBatch
 
+from duckdb_tables import ARROW_TYPES, DEAD_LETTER_COLUMNS, ensure_tables, table_names
 from features.featureset import FeatureSet
 
-SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "ts_ms": "TIMESTAMP"}
-ARROW_TYPES = {
-    "str": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "ts_ms": pa.timestamp("ms"),
-}
-DEAD_LETTER_COLUMNS = {"source": "str", "position": "str", "kind": "str", "reason": "str", "payload": "str"}
-
-
-def table_names(use_case: str) -> dict[str, str]:
-    return {"row": f"{use_case}_features", "label": f"{use_case}_labels", "dead": f"{use_case}_dead_letters"}
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> None:
-    """Create the use case's feature, label and dead-letter tables if they do not exist yet."""
-    names = table_names(fs.name)
-    feature_cols = ", ".join(f'"{c}" {SQL_TYPES[t]}' for c, t in fs.columns.items())
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {names['row']} ({feature_cols}, featureset_version VARCHAR, "
-        f'PRIMARY KEY ("{fs.row_id}", featureset_version))'
-    )
-    label_cols = ", ".join(f'"{c}" {SQL_TYPES[t]}' for c, t in fs.label_columns.items())
-    time_col = next(c for c, t in fs.label_columns.items() if t == "ts_ms")
-    con.execute(
-        f'CREATE TABLE IF NOT EXISTS {names["label"]} ({label_cols}, PRIMARY KEY ("{fs.row_id}", "{time_col}"))'
-    )
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {names['dead']} (source VARCHAR, position VARCHAR, kind VARCHAR, "
-        "reason VARCHAR, payload VARCHAR, featureset_version VARCHAR, "
-        "PRIMARY KEY (source, position, featureset_version))"
-    )
+ITEM_TABLES = {"row": "features", "label": "labels", "dead": "dead_letters"}
+"""Kind of a feature process's item -> the table it goes to (`duckdb_tables.table_names`)."""
 
 
 class FeatureTableSink(BatchingSink):
@@ -69,7 +37,8 @@ class FeatureTableSink(BatchingSink):
         super().__init__()
         self.fs = fs
         self.path = Path(path)
-        self.names = table_names(fs.name)
+        tables = table_names(fs.name)
+        self.names = {item: tables[table] for item, table in ITEM_TABLES.items()}
         self.columns: dict[str, dict[str, str]] = {
             "row": {**fs.columns, "featureset_version": "str"},
             "label": dict(fs.label_columns),

@@ -23,8 +23,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from duckdb_tables import ARROW_TYPES, ensure_tables, table_names
 from features.featureset import FeatureSet
-from serving.duckdb_sink import ARROW_TYPES, ensure_tables, table_names
 from serving.records import Item
 
 log = logging.getLogger("samestream.shadow")
@@ -80,7 +80,7 @@ class LiveScoreWriter:
         if scores:
             self._insert(scores_table(self.fs.name), SCORE_COLUMNS, scores)
         if labels:
-            self._insert(table_names(self.fs.name)["label"], dict(self.fs.label_columns), labels)
+            self._insert(table_names(self.fs.name)["labels"], dict(self.fs.label_columns), labels)
 
     def _insert(self, table: str, columns: dict[str, str], bodies: list[dict[str, Any]]) -> None:
         frame = pa.table({c: pa.array([b.get(c) for b in bodies], type=ARROW_TYPES[t]) for c, t in columns.items()})
@@ -140,7 +140,7 @@ def compute(con: duckdb.DuckDBPyConnection, fs: FeatureSet, top_k: int, ranked: 
     """Every model's metrics over what the live tables hold now; ranking ones only if `ranked`."""
     target, time_col = label_target(fs)
     scores = scores_table(fs.name)
-    labels = table_names(fs.name)["label"]
+    labels = table_names(fs.name)["labels"]
     summary = con.execute(
         f"""
         WITH y AS (SELECT "{fs.row_id}" AS id, arg_max("{target}", "{time_col}")::INT AS y FROM {labels} GROUP BY 1),

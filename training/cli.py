@@ -29,7 +29,7 @@ from training.replay import Source, sources_in
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
 
-UseCase = Annotated[str, typer.Argument(help=f"Use case: {', '.join(USE_CASES)}.")]
+UseCase = Annotated[str, typer.Argument(help=f"Use case: {', '.join(USE_CASES)} or a registered one.")]
 DataDir = Annotated[
     Path,
     typer.Option("--data-dir", envvar="SAMESTREAM_DATA_DIR", help="Folder of event files, one subfolder per use case."),
@@ -95,8 +95,10 @@ def progress_bar() -> Progress:
 
 
 def check_use_case(use_case: str) -> None:
-    if use_case not in USE_CASES:
-        raise typer.BadParameter(f"unknown use case {use_case!r}; expected one of {', '.join(USE_CASES)}")
+    try:
+        get_use_case(use_case)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def default_sources(use_case: str, data_dir: Path) -> list[Source]:

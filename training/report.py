@@ -5,7 +5,7 @@ ones the scorer and the shadow harness actually load: their offline metrics from
 often their decisions agree with the champion's (fraud: the alert; loan: the rate its pricing
 offers) and how long one row takes to score (measured here on the test window, when the DuckDB
 file is at hand), their live metrics from the shadow harness once there are any, and the plots
-every training run logs. It works for every use case: what differs is in `VIEWS`. Plots are
+every training run logs. It works for every use case: what differs is its `View`, named by its registry entry. Plots are
 embedded as base64 PNGs, so the page is one file that opens anywhere, attaches to a review, and
 is kept as an artifact of a `comparison-report` run in the use case's experiment.
 
@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, load_model
 
 from features.loan.pricing import PricingPolicy, choose_rates
+from features.usecases import get_use_case, load_object
 from training.loan_policy import acceptance_matrix
 from training.store import connect, table_names
 
@@ -78,56 +79,63 @@ class View:
     decision_note: str = ""
 
 
-VIEWS: dict[str, View] = {
-    "fraud": View(
-        "payment",
-        (
-            ("test_average_precision", "average precision", True),
-            ("test_roc_auc", "ROC AUC", True),
-            ("test_card_precision_top_k", "card precision top-k", True),
-            ("test_precision_at_threshold", "precision at review threshold", True),
-            ("test_recall_at_threshold", "recall at review threshold", True),
-            ("test_alert_rate", "alert rate", False),
-            ("test_decision_cost_per_1k", "cost of the decisions per 1k payments", False),
-            ("test_expected_cost_per_1k", "expected cost per 1k payments", False),
-            ("val_average_precision", "validation average precision", True),
-            ("fit_seconds", "fit seconds", False),
-        ),
-        _alerts,
-        "each model alerts at its own review threshold",
+FRAUD_VIEW = View(
+    "payment",
+    (
+        ("test_average_precision", "average precision", True),
+        ("test_roc_auc", "ROC AUC", True),
+        ("test_card_precision_top_k", "card precision top-k", True),
+        ("test_precision_at_threshold", "precision at review threshold", True),
+        ("test_recall_at_threshold", "recall at review threshold", True),
+        ("test_alert_rate", "alert rate", False),
+        ("test_decision_cost_per_1k", "cost of the decisions per 1k payments", False),
+        ("test_expected_cost_per_1k", "expected cost per 1k payments", False),
+        ("val_average_precision", "validation average precision", True),
+        ("fit_seconds", "fit seconds", False),
     ),
-    "loan": View(
-        "application",
-        (
-            ("test_roc_auc", "ROC AUC", True),
-            ("test_log_loss", "log loss", False),
-            ("test_brier", "Brier score", False),
-            ("test_ev_truth", "EV per application (truth)", True),
-            ("test_ev_offline", "EV per application (offline)", True),
-            ("test_uplift_vs_fixed_offline", "uplift vs the best fixed rate (offline)", True),
-            ("test_mean_rate", "mean rate offered", None),
-            ("val_log_loss", "validation log loss", False),
-            ("fit_seconds", "fit seconds", False),
-        ),
-        _offered_rates,
-        "each model offers the rate of highest expected value under its own pricing policy",
+    _alerts,
+    "each model alerts at its own review threshold",
+)
+LOAN_VIEW = View(
+    "application",
+    (
+        ("test_roc_auc", "ROC AUC", True),
+        ("test_log_loss", "log loss", False),
+        ("test_brier", "Brier score", False),
+        ("test_ev_truth", "EV per application (truth)", True),
+        ("test_ev_offline", "EV per application (offline)", True),
+        ("test_uplift_vs_fixed_offline", "uplift vs the best fixed rate (offline)", True),
+        ("test_mean_rate", "mean rate offered", None),
+        ("val_log_loss", "validation log loss", False),
+        ("fit_seconds", "fit seconds", False),
     ),
-    "store": View(
-        "row",
-        (
-            ("test_wape", "WAPE", False),
-            ("test_mae", "MAE", False),
-            ("test_rmse", "RMSE", False),
-            ("test_bias", "bias", None),
-            ("test_policy_waste_cost", "waste cost of its orders", False),
-            ("test_policy_stockout_rate", "stock-out days", False),
-            ("test_policy_margin", "margin of its orders", True),
-            ("val_wape", "validation WAPE", False),
-            ("fit_seconds", "fit seconds", False),
-        ),
-        None,
+    _offered_rates,
+    "each model offers the rate of highest expected value under its own pricing policy",
+)
+STORE_VIEW = View(
+    "row",
+    (
+        ("test_wape", "WAPE", False),
+        ("test_mae", "MAE", False),
+        ("test_rmse", "RMSE", False),
+        ("test_bias", "bias", None),
+        ("test_policy_waste_cost", "waste cost of its orders", False),
+        ("test_policy_stockout_rate", "stock-out days", False),
+        ("test_policy_margin", "margin of its orders", True),
+        ("val_wape", "validation WAPE", False),
+        ("fit_seconds", "fit seconds", False),
     ),
-}
+    None,
+)
+GENERIC_VIEW = View("row", (), None)
+"""A use case whose registry entry names no view: every test metric its runs logged, latency."""
+
+
+def view_for(use_case: str) -> View:
+    """The report view the use case's registry entry names (`features.usecases.UseCase.report`)."""
+    path = get_use_case(use_case).report
+    view: View = load_object(path) if path else GENERIC_VIEW
+    return view
 
 
 def _measured_columns(view: View) -> Columns:
@@ -201,7 +209,7 @@ class Comparison:
 
     @property
     def view(self) -> View:
-        return VIEWS[self.use_case]
+        return view_for(self.use_case)
 
 
 def collect(client: MlflowClient, use_case: str, model_name: str) -> Comparison:

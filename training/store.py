@@ -1,8 +1,9 @@
 """DuckDB tables of a use case: feature rows, labels, dead letters, and materialization runs.
 
-Rows are keyed by (row id, FeatureSet version), labels by (row id, known_at) and dead letters
-by (source, position, version), and written with INSERT OR IGNORE, so writing the same input
-twice, or finishing an interrupted run, never duplicates a row.
+The tables of rows, labels and dead letters are defined in `duckdb_tables`, shared with the
+stream driver's sink; this module adds the materialization runs and the batch writer. Rows are
+written with INSERT OR IGNORE, so writing the same input twice, or finishing an interrupted run,
+never duplicates a row.
 """
 
 from __future__ import annotations
@@ -16,17 +17,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+import duckdb_tables
+from duckdb_tables import ARROW_TYPES, DEAD_LETTER_COLUMNS, table_names
 from features.featureset import DeadLetter, FeatureSet
 
-_SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "ts_ms": "TIMESTAMP"}
-_ARROW_TYPES = {
-    "str": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "ts_ms": pa.timestamp("ms"),
-}
-DEAD_LETTER_COLUMNS = {"source": "str", "position": "str", "kind": "str", "reason": "str", "payload": "str"}
+__all__ = ["DEAD_LETTER_COLUMNS", "DatabaseBusy", "TableWriter", "connect", "ensure_tables", "table_names"]
 
 
 class DatabaseBusy(RuntimeError):
@@ -55,32 +50,9 @@ def connect(
     raise AssertionError("unreachable")
 
 
-def table_names(use_case: str) -> dict[str, str]:
-    return {
-        "features": f"{use_case}_features",
-        "labels": f"{use_case}_labels",
-        "dead_letters": f"{use_case}_dead_letters",
-    }
-
-
 def ensure_tables(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> None:
-    """Create the use case's tables if they do not exist yet."""
-    names = table_names(fs.name)
-    feature_cols = ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in fs.columns.items())
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {names['features']} ({feature_cols}, featureset_version VARCHAR, "
-        f'PRIMARY KEY ("{fs.row_id}", featureset_version))'
-    )
-    label_cols = ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in fs.label_columns.items())
-    time_col = next(c for c, t in fs.label_columns.items() if t == "ts_ms")
-    con.execute(
-        f'CREATE TABLE IF NOT EXISTS {names["labels"]} ({label_cols}, PRIMARY KEY ("{fs.row_id}", "{time_col}"))'
-    )
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {names['dead_letters']} (source VARCHAR, position VARCHAR, kind VARCHAR, "
-        "reason VARCHAR, payload VARCHAR, featureset_version VARCHAR, "
-        "PRIMARY KEY (source, position, featureset_version))"
-    )
+    """Create the use case's tables (`duckdb_tables`) and the materialization runs if missing."""
+    duckdb_tables.ensure_tables(con, fs)
     con.execute(
         "CREATE TABLE IF NOT EXISTS materializations (use_case VARCHAR, featureset_version VARCHAR, "
         "input_fingerprint VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, events_read BIGINT, "
@@ -121,7 +93,7 @@ class TableWriter:
         pending = len(self._rows)
         columns = zip(*self._rows, strict=True)
         arrays = {
-            name: pa.array(values, type=_ARROW_TYPES[kind])
+            name: pa.array(values, type=ARROW_TYPES[kind])
             for (name, kind), values in zip(self.columns.items(), columns, strict=True)
         }
         for name, value in self.constants.items():

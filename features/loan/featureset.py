@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from features.depersonalize import DEV_SECRET, Pseudonymizer
+from features.depersonalize import DEV_SECRET, Policy, Pseudonymizer
 from features.featureset import FeatureSet, InvalidEvent, Record, Stage, to_ms
 from features.fraud import lookups as fraud_lookups_module
 from features.fraud import schemas as fraud_schemas_module
@@ -122,22 +122,58 @@ class LoanFeatureSet(FeatureSet):
         "outcome": 3,
         "application": 4,
     }
-    personal_fields: ClassVar[frozenset[str]] = frozenset(
-        {
-            "customer_id",
-            "full_name",
-            "date_of_birth",
-            "national_id",
-            "email",
-            "phone",
-            "address",
-            "card_number",
-            "device_id",
-            "ip",
-            "cardholder_name",
-            "reference",
-        }
-    )
+    policies: ClassVar[Mapping[str, Policy]] = {
+        **dict.fromkeys(
+            (
+                "application_id",
+                "report_id",
+                "engagement_id",
+                "payment_id",
+                "ts",
+                "known_at",
+                "amount",
+                "term_months",
+                "purpose",
+                "annual_income",
+                "employment",
+                "employment_years",
+                "channel",
+                "monthly_debt",
+                "score",
+                "delinquencies_12m",
+                "open_credit_lines",
+                "action",
+                "accepted",
+                "currency",
+                "offered_rate",
+                "rate_propensity",
+            ),
+            Policy.KEEP,
+        ),
+        "customer_id": Policy.PSEUDONYMIZE,
+        "date_of_birth": Policy.GENERALIZE,
+        # personal, or not a feature of a loan (who was paid, where, on what), so never kept
+        **dict.fromkeys(
+            (
+                "full_name",
+                "national_id",
+                "email",
+                "phone",
+                "address",
+                "card_number",
+                "device_id",
+                "ip",
+                "cardholder_name",
+                "reference",
+                "merchant_id",
+                "lat",
+                "lon",
+                "bureau",
+                "product",
+            ),
+            Policy.DROP,
+        ),
+    }
     feature_names: ClassVar[tuple[str, ...]] = FEATURES
     columns: ClassVar[Mapping[str, str]] = {
         "application_id": "str",

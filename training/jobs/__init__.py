@@ -7,7 +7,6 @@ registering and summarizing are the harness's (`training.harness`), the same for
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from rich.console import RenderableType
 
 from features.featureset import FeatureSet
+from features.usecases import get_use_case, load_object
 
 if TYPE_CHECKING:
     from training.harness import Task
@@ -59,7 +59,9 @@ class Job(Protocol):
 
 
 def get_job(use_case: str) -> Job:
-    return importlib.import_module(f"training.jobs.{use_case}").JOB  # type: ignore[no-any-return]
+    """The job the use case's registry entry names (`features.usecases.UseCase.job`)."""
+    job: Job = load_object(get_use_case(use_case).job)
+    return job
 
 
 def train(use_case: str, fs: FeatureSet, db: Path, options: TrainOptions, advance: Advance) -> RenderableType:
