@@ -175,7 +175,9 @@ def check_optional_groups(
     for group in fs.groups:  # type: ignore[attr-defined]
         missing = frozenset(group.fields)
         smaller = build_without(missing)
-        stripped = [(kind, {k: v for k, v in payload.items() if k not in missing}) for kind, payload in events]
+        # A required field (a group on reference data keyed by it) stays: the reference goes instead.
+        optional = missing - fs.required_fields()
+        stripped = [(kind, {k: v for k, v in payload.items() if k not in optional}) for kind, payload in events]
         rows, _ = run(smaller, parse_all(smaller, stripped))
         switched_on = sorted(set(group.features) & set(smaller.columns))
         assert not switched_on, (

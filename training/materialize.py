@@ -364,7 +364,7 @@ def _add_columns(con: duckdb.DuckDBPyConnection, featureset: FeatureSet) -> None
     have = {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
     for column, kind in featureset.columns.items():
         if column not in have:
-            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {store._SQL_TYPES[kind]}')
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {duckdb_tables.SQL_TYPES[kind]}')
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
