@@ -27,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 
+import duckdb_tables
 from features.featureset import DeadLetter, FeatureSet, LocalRunner
 from features.mapping import Mapping
 from training import replay, store
