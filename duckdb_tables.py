@@ -40,7 +40,8 @@ def table_names(use_case: str) -> dict[str, str]:
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> None:
-    """Create the use case's feature, label and dead-letter tables if they do not exist yet."""
+    """Create the use case's feature, label and dead-letter tables if they do not exist yet, and
+    add the columns of `fs` a features table made for fewer fields lacks (see `_add_columns`)."""
     names = table_names(fs.name)
     feature_cols = ", ".join(f'"{c}" {SQL_TYPES[t]}' for c, t in fs.columns.items())
     con.execute(
@@ -57,3 +58,15 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> None:
         f"CREATE TABLE IF NOT EXISTS {names['dead_letters']} ({dead_cols}, featureset_version VARCHAR, "
         "PRIMARY KEY (source, position, featureset_version))"
     )
+    _add_columns(con, fs)
+
+
+def _add_columns(con: duckdb.DuckDBPyConnection, fs: FeatureSet) -> None:
+    """Columns of this FeatureSet that a features table made by one built for fewer fields
+    lacks; rows of that other version keep NULL in them (and a training set of a version
+    reads only its own columns)."""
+    table = table_names(fs.name)["features"]
+    have = {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
+    for column, kind in fs.columns.items():
+        if column not in have:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {SQL_TYPES[kind]}')

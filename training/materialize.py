@@ -27,7 +27,6 @@ from pathlib import Path
 
 import duckdb
 
-import duckdb_tables
 from features.featureset import DeadLetter, FeatureSet, LocalRunner
 from features.mapping import Mapping
 from training import replay, store
@@ -124,7 +123,6 @@ def materialize(
     con = store.connect(db_path)
     try:
         store.ensure_tables(con, featureset)
-        _add_columns(con, featureset)
         done = con.execute(
             "SELECT events_read, rows_written, labels_written, dead_letters FROM materializations "
             "WHERE use_case = ? AND featureset_version = ? AND input_fingerprint = ? AND completed",
@@ -355,17 +353,6 @@ def _copy_shard(con: duckdb.DuckDBPyConnection, featureset: FeatureSet, path: Pa
 def _derives_labels(mapping: Mapping | None, kind: str) -> bool:
     kind_mapping = mapping.kinds.get(kind) if mapping is not None else None
     return kind_mapping is not None and kind_mapping.label is not None
-
-
-def _add_columns(con: duckdb.DuckDBPyConnection, featureset: FeatureSet) -> None:
-    """Columns of this FeatureSet that a features table made by one built for fewer fields
-    lacks; rows of that other version keep NULL in them (and a training set of a version
-    reads only its own columns)."""
-    table = store.table_names(featureset.name)["features"]
-    have = {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
-    for column, kind in featureset.columns.items():
-        if column not in have:
-            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {duckdb_tables.SQL_TYPES[kind]}')
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
