@@ -335,7 +335,14 @@ def score(
     sources = parse_sources(events) if events else default_sources(use_case, data_dir)
     fs = build_featureset(use_case, data_dir / use_case, secret)
     with console.status(f"scoring with {model}"):
-        result = run_score(fs, sources, model, *window, supplied={RATE_FEATURE: rate} if rate is not None else None)
+        result = run_score(
+            fs,
+            sources,
+            model,
+            *window,
+            supplied={RATE_FEATURE: rate} if rate is not None else None,
+            reasons=use_case == "fraud",
+        )
         where = write_scores(result.scores, out, use_case)
     left_out = []
     if result.outside_window:
