@@ -138,7 +138,8 @@ class FraudDecider:
     ) -> list[dict[str, Any]]:
         decide = model.policy.decide
         scores = model.predict_many(values).tolist()
-        reasons = (model.reasons_many(values) if model.reasons_many is not None else None) or [None] * len(scores)
+        found = model.reasons_many(values) if model.reasons_many is not None else None
+        reasons: list[Any] = found if found is not None else [None] * len(scores)
         return [
             {"score": score, "decision": decide(score), "reasons": why}
             for score, why in zip(scores, reasons, strict=True)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import msgspec
@@ -123,7 +124,7 @@ def score(
     return Backtest(scores, len(history.dead_letters), outside, int((~complete).sum()))
 
 
-def _reasons(model: mlflow.pyfunc.PyFuncModel, inputs: pd.DataFrame) -> list[str | None]:
+def _reasons(model: Any, inputs: pd.DataFrame) -> list[str | None]:
     """Each row's reasons as JSON text (a list of {feature, contribution}), None if the model has none."""
     try:
         explain = getattr(model.unwrap_python_model(), "reasons", None)
