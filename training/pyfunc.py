@@ -172,8 +172,10 @@ def _linear(coef: NDArray[np.float64], intercept: float, scalers: list[tuple[Any
 
 class _Trees:
     """A tree ensemble as padded arrays (tree × node), walked for all trees at once, and each
-    leaf's contributions: the change of cover-weighted mean value at every split on its path,
-    credited to the split's feature (so a leaf's row sums to its value minus its root's)."""
+    node's path from its root: the feature of every split on the way and the change of
+    cover-weighted mean value it made (so a leaf's changes sum to its value minus its root's).
+    A row's contributions are its leaves' changes summed by feature (one `bincount`), the bias
+    the roots' means plus the model's base."""
 
     def __init__(
         self,
@@ -198,11 +200,19 @@ class _Trees:
         feature = padded("feature", 0, np.int64)
         threshold = padded("threshold", 0.0, dtype)
         default_left = padded("default_left", False, bool)
-        table = np.zeros((len(trees), size, n_features + 1))
-        self.depth = 0
-        for i, tree in enumerate(trees):
-            mean = _node_means(tree["left"], tree["right"], tree["value"], tree["cover"])
-            self.depth = max(self.depth, _credit(table[i], tree, mean))
+        paths = [_paths(tree, _node_means(tree["left"], tree["right"], tree["value"], tree["cover"])) for tree in trees]
+        self.depth = max(len(path) for tree_paths, _ in paths for path in tree_paths)
+        # padding steps credit nothing to the bias column
+        path_feature = np.full((len(trees), size, max(self.depth, 1)), n_features, dtype=np.int64)
+        path_change = np.zeros((len(trees), size, max(self.depth, 1)))
+        for i, (tree_paths, _) in enumerate(paths):
+            for node, path in enumerate(tree_paths):
+                if path:
+                    path_feature[i, node, : len(path)] = [f for f, _ in path]
+                    path_change[i, node, : len(path)] = [c for _, c in path]
+        self.path_feature = path_feature.reshape(len(trees) * size, -1)
+        self.path_change = path_change.reshape(len(trees) * size, -1)
+        self.base = base + sum(root for _, root in paths)
         # flat node numbers (tree * size + node); a leaf (or padding) leads to itself
         self.roots = np.arange(len(trees)) * size
         here = self.roots[:, None] + np.arange(size)
@@ -211,13 +221,11 @@ class _Trees:
         self.feature = feature.ravel()
         self.threshold = threshold.ravel()
         self.default_left = default_left.ravel()
-        self.table = table.reshape(-1, n_features + 1)
-        self.base = base
 
     def __call__(self, rows: NDArray[np.float64]) -> NDArray[np.float64]:
         x: NDArray[Any] = rows.astype(self.dtype)
         out = np.empty((len(x), self.n_features + 1))
-        for start in range(0, len(x), 256):  # bounds the (rows, trees, features) gather
+        for start in range(0, len(x), 256):  # bounds the (rows, trees, path) gather
             chunk = x[start : start + 256]
             flat = chunk.ravel()
             at = (np.arange(len(chunk)) * self.n_features)[:, None]
@@ -230,25 +238,30 @@ class _Trees:
                 if missing.any():
                     left = np.where(missing, self.default_left[node], left)
                 node = np.where(left, self.left[node], self.right[node])
-            out[start : start + len(chunk)] = self.table[node].sum(axis=1)
+            width = self.n_features + 1
+            at_row = (np.arange(len(chunk)) * width)[:, None, None]
+            credited = np.bincount(
+                (self.path_feature[node] + at_row).ravel(),
+                weights=self.path_change[node].ravel(),
+                minlength=len(chunk) * width,
+            )
+            out[start : start + len(chunk)] = credited.reshape(len(chunk), width)
         out[:, -1] += self.base
         return out
 
 
-def _credit(table: NDArray[np.float64], arrays: dict[str, NDArray[Any]], mean: NDArray[np.float64]) -> int:
-    """Fill one tree's (node × feature) table from the root down; return the tree's depth."""
-    deepest, stack = 0, [(0, 0)]
+def _paths(arrays: dict[str, NDArray[Any]], mean: NDArray[np.float64]) -> tuple[list[list[tuple[int, float]]], float]:
+    """Every node's path from the root as (split feature, change of mean value) steps, and the
+    root's mean value."""
+    paths: list[list[tuple[int, float]]] = [[] for _ in range(len(arrays["left"]))]
+    stack = [0]
     while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
+        node = stack.pop()
         for child in (int(arrays["left"][node]), int(arrays["right"][node])):
-            if child < 0:
-                continue
-            table[child] = table[node]
-            table[child, int(arrays["feature"][node])] += mean[child] - mean[node]
-            stack.append((child, depth + 1))
-    table[:, -1] = mean[0]
-    return deepest
+            if child >= 0:
+                paths[child] = [*paths[node], (int(arrays["feature"][node]), float(mean[child] - mean[node]))]
+                stack.append(child)
+    return paths, float(mean[0])
 
 
 def _node_means(
@@ -300,7 +313,7 @@ def _xgboost_trees(model: Any) -> Explain | None:
     probe = np.zeros((1, n_features))
     rounds = (0, best + 1) if best is not None else (0, 0)
     margin = float(booster.inplace_predict(probe, iteration_range=rounds, predict_type="margin")[0])
-    walk.base = margin - float(walk(probe)[0].sum())
+    walk.base += margin - float(walk(probe)[0].sum())
     return walk
 
 
