@@ -106,14 +106,16 @@ class Thresholds:
 
 
 class FraudDecider:
-    """A payment's fraud score, cut by the version's `threshold_review` / `threshold_block` tags.
+    """A payment's fraud score, cut by the version's `threshold_review` / `threshold_block` tags,
+    and its reasons: the three inputs that pushed the score up most (`LoadedModel.reasons_one`),
+    null for a model that offers none.
 
     A version with unusable thresholds still scores, with the defaults (and a warning): a
     fraud check must answer every payment.
     """
 
     use_case = "fraud"
-    fields: tuple[str, ...] = ("score", "decision")
+    fields: tuple[str, ...] = ("score", "decision", "reasons")
     supplied_inputs: tuple[str, ...] = ()
     row_columns: tuple[str, ...] = ()
     ranked = True
@@ -130,13 +132,20 @@ class FraudDecider:
 
     def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
         score = model.predict_one(values)
-        return {"score": score, "decision": model.policy.decide(score)}
+        reasons = model.reasons_one(values) if model.reasons_one is not None else None
+        return {"score": score, "decision": model.policy.decide(score), "reasons": reasons}
 
     def decide_batch(
         self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
     ) -> list[dict[str, Any]]:
         decide = model.policy.decide
-        return [{"score": score, "decision": decide(score)} for score in model.predict_many(values).tolist()]
+        scores = model.predict_many(values).tolist()
+        found = model.reasons_many(values) if model.reasons_many is not None else None
+        reasons: list[Any] = found if found is not None else [None] * len(scores)
+        return [
+            {"score": score, "decision": decide(score), "reasons": why}
+            for score, why in zip(scores, reasons, strict=True)
+        ]
 
     def describe(self, model: LoadedModel) -> str:
         return f"review >= {model.policy.review:g}, block >= {model.policy.block:g}"

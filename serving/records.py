@@ -9,11 +9,18 @@ Only the body is written to the output topic.
 
 Decision record (`<use case>-decisions`), one per scored row: the row id (named after the
 FeatureSet's row id), the decision fields of the use case's decider (`serving.deciders`), then
-the model and timings. Fraud, a verdict on the payment::
+the model and timings. Fraud, a verdict on the payment and its reasons: the three model inputs
+that pushed the score up most, each with its contribution to the log-odds of fraud (rounded to
+3 decimals; negative when it pulled the score down), largest first, for every decision; null
+when the model offers none (`training.pyfunc.ProbabilityModel.reasons`). Feature names only,
+never a value::
 
-    {"payment_id": "p17", "score": 0.031, "decision": "approve", "model": "fraud-detector",
-     "version": "3", "alias": "champion", "latency_ms": 4.2, "model_ms": 0.05,
-     "decided_at": 1767225600123}
+    {"payment_id": "p17", "score": 0.962, "decision": "block",
+     "reasons": [{"feature": "log_km_from_usual", "contribution": 2.814},
+                 {"feature": "log_amount_ratio", "contribution": 1.102},
+                 {"feature": "new_device", "contribution": 0.377}],
+     "model": "fraud-detector", "version": "3", "alias": "champion", "latency_ms": 4.2,
+     "model_ms": 0.31, "decided_at": 1767225600123}
 
 Loan, the offer that answers the application: the rate (a fraction per year, on the grid of the
 version's pricing policy, never below its floor), the model's P(accept) at that rate and the

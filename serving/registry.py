@@ -53,6 +53,11 @@ class LoadedModel:
     `predict`: for deciders that ask one row several questions (a rate grid, markdown depths)."""
     featureset_version: str
     """The FeatureSet version the model was trained on: it scores rows of that version only."""
+    reasons_one: Callable[[Sequence[float]], list[dict[str, Any]] | None] | None = None
+    """One row of model inputs -> the inputs that pushed its score up most (`training.pyfunc`'s
+    `reasons`), or None: a model registered without them decides without reasons."""
+    reasons_many: Callable[[NDArray[np.float64]], list[list[dict[str, Any]]] | None] | None = None
+    """`reasons_one` for rows of model inputs at once."""
 
     @property
     def label(self) -> str:
@@ -140,6 +145,8 @@ class Registry:
             predict_one=_row_predictor(pyfunc, inner, names),
             predict_many=_batch_predictor(pyfunc, names),
             featureset_version=trained_on,
+            reasons_one=getattr(inner, "reasons_one", None),
+            reasons_many=getattr(inner, "reasons", None),
         )
 
     def _params(self, version: Any) -> dict[str, str]:

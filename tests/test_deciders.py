@@ -67,9 +67,9 @@ def test_fraud_cuts_the_score_by_the_version_thresholds(caplog: pytest.LogCaptur
     assert thresholds == Thresholds(0.3, 0.7)
     model = _model(decider, ("a",), thresholds, lambda x: x[:, 0])
     assert [decider.decide(model, {}, [s]) for s in (0.1, 0.3, 0.95)] == [
-        {"score": 0.1, "decision": "approve"},
-        {"score": 0.3, "decision": "review"},
-        {"score": 0.95, "decision": "block"},
+        {"score": 0.1, "decision": "approve", "reasons": None},
+        {"score": 0.3, "decision": "review", "reasons": None},
+        {"score": 0.95, "decision": "block", "reasons": None},
     ]
     assert decider.summary({"score": 0.3, "decision": "review"}) == (0.3, "review")
     with caplog.at_level(logging.WARNING, logger="samestream.deciders"):

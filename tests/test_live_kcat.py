@@ -27,6 +27,7 @@ DECISION_FIELDS = {
     "payment_id",
     "score",
     "decision",
+    "reasons",
     "model",
     "version",
     "alias",

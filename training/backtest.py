@@ -5,6 +5,10 @@ whose event time falls in the window asked for are scored. A model input that is
 of the row (the loan model's `offered_rate`, decided after the row) is taken from a value given
 for every row (`supplied`, e.g. `--rate`), else from the row's own label in the files (the
 loan outcome records the rate that was offered); rows with neither are left out and counted.
+
+With `reasons` (fraud), each scored row also gets the model's reasons, the JSON the live
+decision record carries in its `reasons` field (`training.pyfunc.ProbabilityModel.reasons`):
+null for a model that offers none.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import msgspec
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -63,9 +69,11 @@ def score(
     end: datetime | None = None,
     supplied: Mapping[str, float] | None = None,
     mapping: InputMapping | None = None,
+    reasons: bool = False,
 ) -> Backtest:
     """Scores of the feature rows with event time in [start, end) that the sources produce
-    (read through `mapping` where it maps their kind)."""
+    (read through `mapping` where it maps their kind); with `reasons`, a `reasons` column of
+    JSON text as well (see the module's doc)."""
     if start is not None and end is not None and start >= end:
         raise ValueError(f"the window to score is empty: --from {start:%Y-%m-%d} is not before --to {end:%Y-%m-%d}")
     model = mlflow.pyfunc.load_model(model_uri)
@@ -114,7 +122,21 @@ def score(
             "featureset_version": fs.version,
         }
     )
+    if reasons:
+        scores.insert(scores.columns.get_loc("score") + 1, "reasons", _reasons(model, frame[inputs]))
     return Backtest(scores, len(history.dead_letters), outside, int((~complete).sum()))
+
+
+def _reasons(model: Any, inputs: pd.DataFrame) -> list[str | None]:
+    """Each row's reasons as JSON text (a list of {feature, contribution}), None if the model has none."""
+    try:
+        explain = getattr(model.unwrap_python_model(), "reasons", None)
+    except Exception:  # not a python-function model: no reasons
+        explain = None
+    found = explain(inputs.to_numpy(dtype="float64")) if explain is not None and len(inputs) else None
+    if found is None:
+        return [None] * len(inputs)
+    return [msgspec.json.encode(why).decode() for why in found]
 
 
 def write_scores(scores: pd.DataFrame, out: Path, use_case: str) -> str:

@@ -560,6 +560,7 @@ def score(
             *window,
             supplied={RATE_FEATURE: rate} if rate is not None else None,
             mapping=mapping,
+            reasons=use_case == "fraud",
         )
         where = write_scores(result.scores, out, use_case)
     left_out = []
