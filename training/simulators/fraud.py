@@ -5,8 +5,8 @@
 * ``payments.<ext>``: one `features.fraud.schemas.Payment` per row (without the ``type`` tag),
   sorted by ``ts``;
 * ``labels.<ext>``: one `features.fraud.schemas.FraudLabel` per payment, sorted by ``known_at``.
-  Fraud becomes known after a chargeback delay (lognormal, median 7 days, clipped to 1-60 days),
-  a genuine payment at the end of its 14-day dispute window;
+  Fraud becomes known after a chargeback delay (hard: lognormal, median 10 days, clipped to 2-45
+  days; easy: median 7 days, 1-60 days), a genuine payment at the end of its 14-day dispute window;
 * ``merchants.csv``: ``merchant_id,category,lat,lon``.
 
 The world: customers live in about 30 European cities, each with a spending level, an activity
@@ -30,6 +30,22 @@ customer_id and card_number:
    thousands of km away, shortly after a genuine payment at home;
 4. account takeover: online payments from a new device and IP address, for several times the
    customer's usual amount, sometimes with a changed email address or name.
+
+``difficulty="hard"`` (the default) makes these patterns realistic, so models must combine
+history, delayed merchant labels and context (the shares of the frauds in brackets, `KNOBS`):
+
+1. card testing (15 %): the large payments after the test are moderate (median 180 EUR) and only
+   30 % of the bots use datacenter addresses;
+2. compromised terminal (35 %): only 8-25 % of the merchant's traffic, at the category's usual
+   amounts, on cards of customers of that city: it shows once the merchant's labels arrive;
+3. far from home (20 %): at about the category's usual amount, in everyday shops too;
+4. account takeover (30 %): 0.4-2x the customer's mean amount, half from the customer's own
+   device, between the card's genuine payments (only part of its spending is fraud).
+
+Genuine look-alikes in hard: trips (as in easy), 5 % of genuine online payments from a new
+device, 1 % of genuine payments big one-off purchases (about 4x, at electronics, jewelry, travel,
+marketplace and fashion merchants). ``difficulty="easy"`` keeps the plain signatures listed above
+(shares 35/17/25/23 %).
 
 References are free text; about 7 % of them contain personal data (email addresses, card numbers,
 IBANs, IPv4 addresses, names).
