@@ -411,3 +411,19 @@ def test_hard_label_delays_differ_between_chargebacks_and_disputes(hard):
 def test_unknown_difficulty_is_refused(tmp_path):
     with pytest.raises(ValueError, match="difficulty"):
         simulate_fraud(tmp_path, n_payments=2_000, difficulty="medium")  # type: ignore[arg-type]
+
+
+def test_cli_difficulty_easy_gives_the_easy_files_and_other_use_cases_refuse_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    runner = CliRunner()
+    args = ["simulate", "fraud", "--data-dir", str(tmp_path / "cli"), "--size", "2000", "--days", "30", "--seed", "3"]
+    result = runner.invoke(app, [*args, "--difficulty", "easy"])
+    assert result.exit_code == 0, result.output
+    easy = simulate_fraud(tmp_path / "direct", n_payments=2_000, days=30, seed=3, fmt="jsonl", difficulty="easy")
+    assert (tmp_path / "cli" / "fraud" / "labels.jsonl").read_bytes() == easy.labels.read_bytes()
+    assert runner.invoke(app, [*args, "--difficulty", "medium"]).exit_code != 0
+    loan = runner.invoke(app, ["simulate", "loan", "--data-dir", str(tmp_path / "loan"), "--difficulty", "easy"])
+    assert loan.exit_code != 0
