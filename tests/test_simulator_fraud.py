@@ -19,15 +19,18 @@ import pytest
 
 from features.fraud.schemas import FraudLabel, Payment
 from training.simulators.fraud import (
+    KNOBS,
     PATTERNS,
     FraudSimulation,
     _generate,
     _haversine_km,
+    _Simulated,
     simulate_fraud,
 )
 
 N = 5_000
 SEED = 11
+EASY = "easy"  # the pattern tests below check the easy simulator's plain signatures
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DAYS = 90
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +55,9 @@ def _files(sim: FraudSimulation) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def parquet_run(tmp_path_factory) -> tuple[FraudSimulation, list[int]]:
     steps: list[int] = []
-    sim = simulate_fraud(tmp_path_factory.mktemp("parquet"), n_payments=N, seed=SEED, progress=steps.append)
+    sim = simulate_fraud(
+        tmp_path_factory.mktemp("parquet"), n_payments=N, seed=SEED, progress=steps.append, difficulty=EASY
+    )
     return sim, steps
 
 
@@ -63,7 +68,7 @@ def parquet_sim(parquet_run) -> FraudSimulation:
 
 @pytest.fixture(scope="module")
 def jsonl_sim(tmp_path_factory) -> FraudSimulation:
-    return simulate_fraud(tmp_path_factory.mktemp("jsonl"), n_payments=N, seed=SEED, fmt="jsonl")
+    return simulate_fraud(tmp_path_factory.mktemp("jsonl"), n_payments=N, seed=SEED, fmt="jsonl", difficulty=EASY)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +261,7 @@ def test_every_payment_has_one_label_known_later(parquet_sim, frame):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_all_four_patterns_are_present(seed):
-    sim = _generate(N, DAYS, seed, int(START.timestamp() * 1000))
+    sim = _generate(N, DAYS, seed, int(START.timestamp() * 1000), difficulty=EASY)
     counts = np.bincount(sim.pattern, minlength=len(PATTERNS))
     assert counts.sum() == N
     assert (counts[1:] > 0).all(), dict(zip(PATTERNS, counts.tolist(), strict=True))
@@ -365,3 +370,60 @@ def test_custom_start_and_window(tmp_path):
     assert ts.min() >= start.replace(tzinfo=UTC)
     assert ts.max() < start.replace(tzinfo=UTC) + timedelta(days=7)
     assert sim.n_fraud > 0
+
+
+# ----------------------------------------------------------------------------- the hard default
+
+
+@pytest.fixture(scope="module")
+def hard() -> _Simulated:
+    return _generate(20_000, 30, SEED, int(START.timestamp() * 1000))
+
+
+def test_hard_has_every_pattern_at_its_share(hard):
+    counts = np.bincount(hard.pattern, minlength=len(PATTERNS))
+    assert 0.006 <= counts[1:].sum() / hard.n <= 0.012
+    shares = counts[1:] / counts[1:].sum()
+    assert np.allclose(shares, KNOBS["hard"].share, atol=0.05), shares
+
+
+def test_hard_frauds_sit_inside_the_usual_amounts(hard):
+    """The amount alone no longer gives most frauds away: their median is near the genuine one."""
+    eur, cust, fraud = hard.cols["eur"], hard.cols["cust"], hard.pattern > 0
+    usual = pd.Series(eur[~fraud]).groupby(cust[~fraud]).median()
+    ratio = eur[fraud] / pd.Series(cust[fraud]).map(usual).to_numpy()
+    assert np.nanmedian(ratio) < 2.5
+    easy = _generate(20_000, 30, SEED, int(START.timestamp() * 1000), difficulty="easy")
+    e_fraud = easy.pattern > 0
+    e_usual = pd.Series(easy.cols["eur"][~e_fraud]).groupby(easy.cols["cust"][~e_fraud]).median()
+    e_ratio = easy.cols["eur"][e_fraud] / pd.Series(easy.cols["cust"][e_fraud]).map(e_usual).to_numpy()
+    assert np.nanmedian(ratio) < np.nanmedian(e_ratio) / 2
+
+
+def test_hard_label_delays_differ_between_chargebacks_and_disputes(hard):
+    delay = (hard.known_at - hard.cols["ts"]) / 86_400_000
+    fraud = hard.pattern > 0
+    assert (delay[~fraud] == 14).all()
+    assert delay[fraud].min() >= 2 and delay[fraud].max() <= 45
+    assert 7 < np.median(delay[fraud]) < 14
+
+
+def test_unknown_difficulty_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="difficulty"):
+        simulate_fraud(tmp_path, n_payments=2_000, difficulty="medium")  # type: ignore[arg-type]
+
+
+def test_cli_difficulty_easy_gives_the_easy_files_and_other_use_cases_refuse_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    runner = CliRunner()
+    args = ["simulate", "fraud", "--data-dir", str(tmp_path / "cli"), "--size", "2000", "--days", "30", "--seed", "3"]
+    result = runner.invoke(app, [*args, "--difficulty", "easy"])
+    assert result.exit_code == 0, result.output
+    easy = simulate_fraud(tmp_path / "direct", n_payments=2_000, days=30, seed=3, fmt="jsonl", difficulty="easy")
+    assert (tmp_path / "cli" / "fraud" / "labels.jsonl").read_bytes() == easy.labels.read_bytes()
+    assert runner.invoke(app, [*args, "--difficulty", "medium"]).exit_code != 0
+    loan = runner.invoke(app, ["simulate", "loan", "--data-dir", str(tmp_path / "loan"), "--difficulty", "easy"])
+    assert loan.exit_code != 0

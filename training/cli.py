@@ -24,6 +24,7 @@ from features.mapping import OPTIONS, Mapping, MappingError, from_command_line
 from features.usecases import USE_CASES, build_featureset, get_use_case
 from training.jobs import TrainOptions, get_job
 from training.jobs import train as train_use_case
+from training.jobs.fraud import FraudJob
 from training.replay import Source, sources_in
 
 app = typer.Typer(no_args_is_help=True)
@@ -162,23 +163,37 @@ def simulate(
     days: Annotated[int | None, typer.Option(help="Days of history; default per use case.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
     fmt: Annotated[str, typer.Option("--format", help="jsonl (the wire format of the topics) or parquet.")] = "jsonl",
+    difficulty: Annotated[
+        str | None, typer.Option(help="fraud only: hard (default, realistic) or easy (frauds stand out).")
+    ] = None,
 ) -> None:
     """Write a realistic, reproducible history of events (with personal data) to event files."""
     check_use_case(use_case)
     if fmt not in ("parquet", "jsonl"):
         raise typer.BadParameter(f"--format must be parquet or jsonl, got {fmt!r}")
     job = get_job(use_case)
+    if difficulty is not None and not isinstance(job, FraudJob):
+        raise typer.BadParameter("--difficulty applies to the fraud use case only")
+    if difficulty not in (None, "hard", "easy"):
+        raise typer.BadParameter(f"--difficulty must be hard or easy, got {difficulty!r}")
     total = size or job.default_size
     with progress_bar() as bar:
         task = bar.add_task("simulate", total=total)
-        summary = job.simulate(
-            data_dir / use_case,
-            size=total,
-            days=days or job.default_days,
-            seed=seed,
-            fmt=fmt,
-            advance=lambda n: bar.advance(task, n),
-        )
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        if isinstance(job, FraudJob):
+            summary = job.simulate(
+                data_dir / use_case,
+                size=total,
+                days=days or job.default_days,
+                seed=seed,
+                fmt=fmt,
+                advance=advance,
+                difficulty=difficulty or "hard",
+            )
+        else:
+            summary = job.simulate(
+                data_dir / use_case, size=total, days=days or job.default_days, seed=seed, fmt=fmt, advance=advance
+            )
     console.print(f"[green]wrote[/] {summary}")
 
 

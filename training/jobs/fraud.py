@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 from rich.console import RenderableType
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.featureset import FeatureSet
 from training import plots
@@ -22,10 +23,12 @@ from training.datasets import Splits, Windows, splits
 from training.evaluate import CostModel, evaluate, rule_baseline_scores
 from training.harness import Column, Evaluation, Predict, Selection, TrainReport, WindowDays, number
 from training.jobs import Advance
+from training.protocol import field_card_precision_top_k, known_compromised
 from training.pyfunc import ProbabilityModel
 from training.store import connect
 
 THRESHOLD_CANDIDATES = 1000
+FIELD_K = 100
 
 
 def decision_costs(
@@ -143,7 +146,7 @@ class FraudTask:
         y = data.test["label"].to_numpy()
         return Evaluation(
             validation=self._metrics(data.validation, val_scores, review, block),
-            test=self._metrics(data.test, test_scores, review, block),
+            test=self._metrics(data.test, test_scores, review, block) | self._field(data, test_scores),
             policy={"threshold_review": repr(review), "threshold_block": repr(block)},
             metrics={"threshold_review": review, "threshold_block": block},
             figures={
@@ -174,6 +177,29 @@ class FraudTask:
             "decision_cost_per_1k": decided / len(y) * 1000.0,
         }
 
+    def _field(self, data: Splits, scores: np.ndarray) -> dict[str, float]:
+        """The field's figures (`training.protocol`) on the test payments of cards not known compromised.
+
+        Training and validation hold the labels known at the cut-off; the windows already leave a
+        delay period as long as the feedback delay between them and the test window.
+        """
+        card = self.fs.entity_column
+        known = known_compromised(
+            np.concatenate([data.train[card].to_numpy(), data.validation[card].to_numpy()]),
+            np.concatenate([data.train["label"].to_numpy(), data.validation["label"].to_numpy()]),
+        )
+        keep = ~data.test[card].isin(known).to_numpy()
+        y = data.test["label"].to_numpy()[keep]
+        both = 0 < y.sum() < len(y)
+        return {
+            "field_roc_auc": float(roc_auc_score(y, scores[keep])) if both else float("nan"),
+            "field_ap": float(average_precision_score(y, scores[keep])) if both else float("nan"),
+            f"field_card_precision_top{FIELD_K}": field_card_precision_top_k(
+                y, scores[keep], data.test["event_time"].to_numpy()[keep], data.test[card].to_numpy()[keep], FIELD_K
+            ),
+            "field_excluded_payments": float((~keep).sum()),
+        }
+
     def wrap(self, estimator: Any, evaluation: Evaluation | None) -> PythonModel:
         return ProbabilityModel(estimator, self.inputs())
 
@@ -183,6 +209,8 @@ class FraudTask:
             ("test ROC AUC", lambda r: number(r.test["roc_auc"], ".3f")),
             ("test AP", lambda r: number(r.test["average_precision"], ".3f")),
             ("card prec. top-k", lambda r: number(r.test["card_precision_top_k"], ".3f")),
+            ("field AP", lambda r: number(r.test["field_ap"], ".3f")),
+            (f"field card prec. top-{FIELD_K}", lambda r: number(r.test[f"field_card_precision_top{FIELD_K}"], ".3f")),
             (
                 "review / block from",
                 lambda r: (
@@ -201,10 +229,20 @@ class FraudJob:
     default_size = 500_000
     default_days = 90
 
-    def simulate(self, out_dir: Path, *, size: int, days: int, seed: int, fmt: str, advance: Advance) -> str:
+    def simulate(
+        self, out_dir: Path, *, size: int, days: int, seed: int, fmt: str, advance: Advance, difficulty: str = "hard"
+    ) -> str:
         from training.simulators.fraud import simulate_fraud
 
-        result = simulate_fraud(out_dir, n_payments=size, days=days, seed=seed, fmt=fmt, progress=advance)  # type: ignore[arg-type]
+        result = simulate_fraud(
+            out_dir,
+            n_payments=size,
+            days=days,
+            seed=seed,
+            fmt=fmt,  # type: ignore[arg-type]
+            progress=advance,
+            difficulty=difficulty,  # type: ignore[arg-type]
+        )
         return (
             f"{result.n_payments:,} payments ({result.n_fraud:,} fraud) to {result.payments}, "
             f"labels to {result.labels}, merchants to {result.merchants}"

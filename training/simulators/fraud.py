@@ -5,8 +5,8 @@
 * ``payments.<ext>``: one `features.fraud.schemas.Payment` per row (without the ``type`` tag),
   sorted by ``ts``;
 * ``labels.<ext>``: one `features.fraud.schemas.FraudLabel` per payment, sorted by ``known_at``.
-  Fraud becomes known after a chargeback delay (lognormal, median 7 days, clipped to 1-60 days),
-  a genuine payment at the end of its 14-day dispute window;
+  Fraud becomes known after a chargeback delay (hard: lognormal, median 10 days, clipped to 2-45
+  days; easy: median 7 days, 1-60 days), a genuine payment at the end of its 14-day dispute window;
 * ``merchants.csv``: ``merchant_id,category,lat,lon``.
 
 The world: customers live in about 30 European cities, each with a spending level, an activity
@@ -30,6 +30,22 @@ customer_id and card_number:
    thousands of km away, shortly after a genuine payment at home;
 4. account takeover: online payments from a new device and IP address, for several times the
    customer's usual amount, sometimes with a changed email address or name.
+
+``difficulty="hard"`` (the default) makes these patterns realistic, so models must combine
+history, delayed merchant labels and context (the shares of the frauds in brackets, `KNOBS`):
+
+1. card testing (15 %): the large payments after the test are moderate (median 180 EUR) and only
+   30 % of the bots use datacenter addresses;
+2. compromised terminal (35 %): only 8-25 % of the merchant's traffic, at the category's usual
+   amounts, on cards of customers of that city: it shows once the merchant's labels arrive;
+3. far from home (20 %): at about the category's usual amount, in everyday shops too;
+4. account takeover (30 %): 0.4-2x the customer's mean amount, half from the customer's own
+   device, between the card's genuine payments (only part of its spending is fraud).
+
+Genuine look-alikes in hard: trips (as in easy), 5 % of genuine online payments from a new
+device, 1 % of genuine payments big one-off purchases (about 4x, at electronics, jewelry, travel,
+marketplace and fashion merchants). ``difficulty="easy"`` keeps the plain signatures listed above
+(shares 35/17/25/23 %).
 
 References are free text; about 7 % of them contain personal data (email addresses, card numbers,
 IBANs, IPv4 addresses, names).
@@ -711,8 +727,61 @@ def _localize(world: _World, rng: np.random.Generator, eur, merchant, genuine) -
 # ----------------------------------------------------------------------------- fraud patterns
 
 PATTERNS = ("genuine", "card_testing", "compromised_terminal", "far_from_home", "account_takeover")
-PATTERN_SHARE = (0.35, 0.17, 0.25, 0.23)
 FAR_KM = 400
+Difficulty = Literal["hard", "easy"]
+
+
+@dataclass(frozen=True)
+class _Knobs:
+    """What makes one difficulty: pattern shares, how far frauds stand out, genuine look-alikes, delays."""
+
+    share: tuple[float, float, float, float]  # card testing, terminal, far from home, takeover
+    testing_large_eur: float  # median of the large payments after a card test
+    testing_datacenter_p: float  # share of card tests from a datacenter address
+    terminal_share: tuple[float, float]  # fraud share of a compromised terminal's traffic
+    terminal_amount: float  # multiple of the category median
+    terminal_locals: bool  # victims live in the merchant's city
+    far_amount: float  # multiple of the category median
+    far_cats: tuple[str, ...]
+    takeover_amount: tuple[float, float]  # multiple of the customer's mean amount
+    takeover_own_device_p: float  # session hijack: the customer's own device
+    genuine_new_device_p: float  # genuine online payments from a device never seen before
+    genuine_big_p: float  # genuine one-off purchases several times the customer's usual amount
+    fraud_delay_days: tuple[float, float, float, float]  # lognormal median, sigma, clip low, clip high
+
+
+KNOBS: dict[str, _Knobs] = {
+    "easy": _Knobs(
+        share=(0.35, 0.17, 0.25, 0.23),
+        testing_large_eur=550.0,
+        testing_datacenter_p=1.0,
+        terminal_share=(0.4, 0.75),
+        terminal_amount=2.5,
+        terminal_locals=False,
+        far_amount=3.0,
+        far_cats=("electronics", "jewelry"),
+        takeover_amount=(3.0, 10.0),
+        takeover_own_device_p=0.0,
+        genuine_new_device_p=0.0,
+        genuine_big_p=0.0,
+        fraud_delay_days=(7.0, 0.7, 1.0, 60.0),
+    ),
+    "hard": _Knobs(
+        share=(0.15, 0.35, 0.2, 0.3),
+        testing_large_eur=180.0,
+        testing_datacenter_p=0.3,
+        terminal_share=(0.08, 0.25),
+        terminal_amount=1.0,
+        terminal_locals=True,
+        far_amount=1.1,
+        far_cats=("electronics", "jewelry", "fashion", "restaurant", "grocery", "fuel"),
+        takeover_amount=(0.4, 2.0),
+        takeover_own_device_p=0.5,
+        genuine_new_device_p=0.05,
+        genuine_big_p=0.01,
+        fraud_delay_days=(10.0, 0.8, 2.0, 45.0),
+    ),
+}
 
 
 class _Rows:
@@ -745,6 +814,7 @@ class _Fraud:
     days: int
     rows: _Rows
     anchors: list[int]
+    knobs: _Knobs
 
     def when(self, earliest_day: float) -> int:
         lo = self.start_ms + int(min(earliest_day, self.days / 4) * DAY_MS)
@@ -795,7 +865,11 @@ def _card_testing(f: _Fraud, budget: int) -> None:
         b = int(rng.integers(0, n_bots))
         c = int(rng.choice(customers))
         card = f.victim_card(c)
-        ip = int(bot_ip[b]) if rng.random() < 0.6 else t.ips.add_one(_ipv4(rng, 1, datacenter=True)[0])
+        datacenter = bool(rng.random() < f.knobs.testing_datacenter_p)
+        if datacenter and rng.random() < 0.6:
+            ip = int(bot_ip[b])
+        else:
+            ip = t.ips.add_one(_ipv4(rng, 1, datacenter=datacenter)[0])
         name = int(w.name[c]) if rng.random() < 0.8 else f.attacker_name()
         email = f.attacker_email() if rng.random() < 0.7 else int(w.email[c])
         lat, lon = f.spot(int(bot_city[b]))
@@ -811,7 +885,7 @@ def _card_testing(f: _Fraud, budget: int) -> None:
             f.rows.add(ts=f.clip(ts), merchant=m, eur=eur, name=name, email=email, pattern=1, **common)
         for _ in range(n_large):
             ts += int(rng.integers(3, 90)) * MINUTE_MS
-            eur = float(np.clip(rng.lognormal(math.log(550), 0.55), 150, 3000))
+            eur = float(np.clip(rng.lognormal(math.log(f.knobs.testing_large_eur), 0.55), 40, 3000))
             m = int(rng.choice(large))
             f.rows.add(ts=f.clip(ts), merchant=m, eur=eur, name=name, email=email, pattern=1, **common)
         produced += n_small + n_large
@@ -848,16 +922,20 @@ def _compromised_terminals(f: _Fraud, budget: int) -> None:
         first_day = int(rng.integers(min(3, f.days - length), f.days - length + 1))
         lo, hi = f.start_ms + first_day * DAY_MS, f.start_ms + (first_day + length) * DAY_MS
         seen = int(((gen_m == m) & (gen_ts >= lo) & (gen_ts < hi)).sum())
-        share = float(rng.uniform(0.4, 0.75))
+        share = float(rng.uniform(*f.knobs.terminal_share))
         n = max(3, round(seen * share / (1 - share)))
         n = min(n, max(3, budget - produced), 150)
         cat = int(w.m_cat[m])
         offset = np.full(n, CITY_OFFSET[w.m_city[m]])
         times = np.sort(_local_times(rng, cat, n, offset, lo, length))
         terminal = int(w.m_term0[m])  # the compromised one
+        pool = customers
+        if f.knobs.terminal_locals:
+            local = customers[w.home[customers] == w.m_city[m]]
+            pool = local if len(local) else customers
         for ts in times.tolist():
-            c = int(rng.choice(customers))
-            eur = float(CAT_MEDIAN[cat] * rng.lognormal(math.log(2.5), 0.4))
+            c = int(rng.choice(pool))
+            eur = float(CAT_MEDIAN[cat] * rng.lognormal(math.log(f.knobs.terminal_amount), 0.4))
             f.rows.add(
                 ts=ts,
                 cust=c,
@@ -881,7 +959,7 @@ def _far_from_home(f: _Fraud, budget: int) -> None:
     window = (g["ts"] > f.start_ms + DAY_MS) & (g["ts"] < f.end_ms - 6 * HOUR_MS)
     present = np.isin(g["channel"], [POS, CONTACTLESS])
     anchors = np.flatnonzero(window & present & g["at_home"])
-    shops = np.flatnonzero(np.isin(w.m_cat, [CAT["electronics"], CAT["jewelry"]]))
+    shops = np.flatnonzero(np.isin(w.m_cat, [CAT[c] for c in f.knobs.far_cats]))
     shop_cities = np.unique(w.m_city[shops])
     victims: set[int] = set()
     produced = events = attempts = 0
@@ -904,7 +982,7 @@ def _far_from_home(f: _Fraud, budget: int) -> None:
             if i:
                 ts += int(rng.integers(5, 60)) * MINUTE_MS
             m = int(rng.choice(here))
-            eur = float(CAT_MEDIAN[w.m_cat[m]] * rng.lognormal(math.log(3.0), 0.35))
+            eur = float(CAT_MEDIAN[w.m_cat[m]] * rng.lognormal(math.log(f.knobs.far_amount), 0.35))
             term = int(w.m_term0[m] + rng.integers(0, w.m_nterm[m]))
             f.rows.add(
                 ts=f.clip(ts),
@@ -941,8 +1019,12 @@ def _account_takeover(f: _Fraud, budget: int) -> None:
     produced = events = 0
     while produced < budget or events == 0:
         c = int(victims[events % len(victims)])
-        device = t.devices.add_one(_hex_ids(rng, 1, "d")[0])
-        ip = t.ips.add_one(_ipv4(rng, 1, datacenter=bool(rng.random() < 0.5))[0])
+        if rng.random() < f.knobs.takeover_own_device_p:
+            device = int(w.dev1[c])
+            ip = t.ips.add_one(_ipv4(rng, 1)[0])
+        else:
+            device = t.devices.add_one(_hex_ids(rng, 1, "d")[0])
+            ip = t.ips.add_one(_ipv4(rng, 1, datacenter=bool(rng.random() < 0.5))[0])
         email = f.attacker_email() if rng.random() < 0.35 else int(w.email[c])
         name = f.attacker_name() if rng.random() < 0.15 else int(w.name[c])
         place = int(rng.choice(np.flatnonzero(np.arange(N_CITIES) != w.home[c])))
@@ -954,7 +1036,7 @@ def _account_takeover(f: _Fraud, budget: int) -> None:
                 ts += int(rng.integers(5, 180)) * MINUTE_MS
             k = int(rng.choice(len(kinds), p=[p for _, p, _ in kinds]))
             m = int(rng.choice(kinds[k][2]))
-            eur = float(max(usual[c], 15.0) * rng.uniform(3.0, 10.0))
+            eur = float(max(usual[c], 15.0) * rng.uniform(*f.knobs.takeover_amount))
             f.rows.add(
                 ts=f.clip(ts),
                 cust=c,
@@ -1005,7 +1087,33 @@ class _Progress:
                 self.callback(step)
 
 
-def _generate(n_payments: int, days: int, seed: int, start_ms: int, progress: _Progress | None = None) -> _Simulated:
+BIG_CATS = ("electronics", "jewelry", "travel", "online_marketplace", "fashion")
+
+
+def _look_alikes(
+    world: _World, tables: _Tables, rng: np.random.Generator, gen: dict[str, np.ndarray], knobs: _Knobs
+) -> None:
+    """Genuine payments that look like fraud: a new phone or laptop, a big one-off purchase."""
+    n = len(gen["ts"])
+    new = (gen["channel"] == ONLINE) & (rng.random(n) < knobs.genuine_new_device_p)
+    gen["device"][new] = tables.devices.add(_hex_ids(rng, int(new.sum()), "d"))
+    gen["ip"][new] = tables.ips.add(_ipv4(rng, int(new.sum())))
+    cat = world.m_cat[gen["merchant"]]
+    big_cats = np.isin(cat, [CAT[c] for c in BIG_CATS])
+    share = max(float(big_cats.mean()), 1e-9)
+    big = big_cats & (rng.random(n) < knobs.genuine_big_p / share)
+    gen["eur"][big] = gen["eur"][big] * rng.lognormal(math.log(4.0), 0.5, int(big.sum()))
+
+
+def _generate(
+    n_payments: int,
+    days: int,
+    seed: int,
+    start_ms: int,
+    progress: _Progress | None = None,
+    difficulty: Difficulty = "hard",
+) -> _Simulated:
+    knobs = KNOBS[difficulty]
     progress = progress or _Progress(n_payments, None)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_world, rng_gen, rng_fraud, rng_amount, rng_label, rng_ref = streams
@@ -1020,10 +1128,12 @@ def _generate(n_payments: int, days: int, seed: int, start_ms: int, progress: _P
     budget = round(n_payments * rng_fraud.uniform(0.0085, 0.0095))
     slack = budget // 2 + 100
     gen = _genuine(world, tables, rng_gen, n_payments - budget + slack, days, start_ms)
+    if knobs.genuine_new_device_p or knobs.genuine_big_p:
+        _look_alikes(world, tables, rng_gen, gen, knobs)
     progress.to(0.25)
 
-    fraud = _Fraud(world, tables, rng_fraud, fakers, gen, start_ms, end_ms, days, _Rows(), [])
-    shares = np.round(np.asarray(PATTERN_SHARE) * budget).astype(int)
+    fraud = _Fraud(world, tables, rng_fraud, fakers, gen, start_ms, end_ms, days, _Rows(), [], knobs)
+    shares = np.round(np.asarray(knobs.share) * budget).astype(int)
     _card_testing(fraud, int(shares[0]))
     _compromised_terminals(fraud, int(shares[1]))
     _far_from_home(fraud, int(shares[2]))
@@ -1048,7 +1158,8 @@ def _generate(n_payments: int, days: int, seed: int, start_ms: int, progress: _P
     pattern = pattern[order]
 
     is_fraud = pattern > 0
-    delay_days = np.clip(rng_label.lognormal(math.log(7.0), 0.7, n_payments), 1.0, 60.0)
+    median, sigma, low, high = knobs.fraud_delay_days
+    delay_days = np.clip(rng_label.lognormal(math.log(median), sigma, n_payments), low, high)
     delay = np.where(is_fraud, np.round(delay_days * DAY_MS).astype(np.int64), DISPUTE_WINDOW_MS)
     known_at = cols["ts"] + delay
     progress.to(0.35)
@@ -1360,6 +1471,7 @@ def simulate_fraud(
     fmt: Literal["parquet", "jsonl"] = "parquet",
     start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
     progress: Callable[[int], None] | None = None,
+    difficulty: Difficulty = "hard",
 ) -> FraudSimulation:
     """Simulate `n_payments` card payments over `days` days from `start` and write them.
 
@@ -1371,6 +1483,8 @@ def simulate_fraud(
         raise ValueError(f"fmt must be 'parquet' or 'jsonl', not {fmt!r}")
     if n_payments < MIN_PAYMENTS:
         raise ValueError(f"n_payments must be at least {MIN_PAYMENTS}, not {n_payments}")
+    if difficulty not in KNOBS:
+        raise ValueError(f"difficulty must be one of {sorted(KNOBS)}, not {difficulty!r}")
     if days < MIN_DAYS:
         raise ValueError(f"days must be at least {MIN_DAYS}, not {days}")
     if start.tzinfo is None:
@@ -1378,7 +1492,7 @@ def simulate_fraud(
     start_ms = round(start.timestamp() * 1000)
 
     tracker = _Progress(n_payments, progress)
-    sim = _generate(n_payments, days, seed, start_ms, tracker)
+    sim = _generate(n_payments, days, seed, start_ms, tracker, difficulty)
     payments, labels = _tables(sim)
 
     out_dir = Path(out_dir)
