@@ -52,7 +52,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ),
     (
         "Materialize on 1 and 2 workers (fraud, all cores)",
-        [PY, "bench/bench_workers.py", "--use-case", "fraud", "--size", "500000", "--workers", "1,2", "--repeats", "3"],
+        [PY, "bench/bench_workers.py", "--use-case", "fraud", "--size", "200000", "--workers", "1,2", "--repeats", "3"],
     ),
     ("Bulk load of store history", [PY, "bench/bench_store_bulk.py", "--sales", "3000000", "--days", "730"]),
     (
@@ -61,11 +61,11 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ),
     (
         "Latency of a fraud decision on the local broker (1,000 payments/s, merchant risk from the table)",
-        [PY, "bench/bench_live.py", "--parts", "latency"],
+        [PY, "bench/bench_live.py", "--parts", "latency", "--repeats", "3", "--intervals", "0.05"],
     ),
     (
         "Feature-process throughput on the local broker: partitions and replicas (fraud)",
-        [PY, "bench/bench_live.py", "--parts", "features"],
+        [PY, "bench/bench_live.py", "--parts", "features", "--tp-repeats", "2"],
     ),
     ("Scorer throughput on the local broker (fraud)", [PY, "bench/bench_live.py", "--parts", "scorer"]),
 ]
