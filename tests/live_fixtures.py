@@ -73,12 +73,14 @@ class Simulation:
 
 @functools.cache
 def simulation() -> Simulation:
+    """A small fraud history on the easy simulator, whose frauds stand out: the live tests score
+    with models fitted on it and check decisions of both kinds."""
     from training import replay
     from training.replay import Source
     from training.simulators.fraud import simulate_fraud
 
     data_dir = _scratch() / "data"
-    sim = simulate_fraud(data_dir / "fraud", n_payments=2_000, days=14, seed=11, fmt="jsonl")
+    sim = simulate_fraud(data_dir / "fraud", n_payments=2_000, days=14, seed=11, fmt="jsonl", difficulty="easy")
     fs = build_featureset("fraud", data_dir / "fraud", SECRET)
     history = replay.load(fs, [Source("payment", sim.payments), Source("label", sim.labels)])
     rows, labels = [], {}
