@@ -101,7 +101,7 @@ BAD_LINES: dict[str, list[tuple[dict[str, Any] | str, str]]] = {
     ],
     "credit_score": [({"score": 900}, "Expected `int` <= 850"), ({"ts": "last week"}, "at `$.ts`")],
     "engagement": [({"action": "offer", "product": None}, "needs `product` and `accepted`")],
-    "payment": [({"currency": "XYZ"}, "currency 'XYZ' has no rate"), ({"amount": -3.0}, "Expected `float` > 0.0")],
+    "payment": [({"currency": "XYZ"}, "currency 'XYZ' has no rate"), ({"amount": -3.0}, "Expected `float` >= 0.0")],
     "outcome": [({"offered_rate": 1.5}, "Expected `float` < 1.0"), ({"accepted": "yes"}, "at `$.accepted`")],
 }
 

@@ -13,6 +13,7 @@ from features.usecases import PLUGINS_ENV, USE_CASES, get_use_case, load_object,
 
 
 def test_a_plugin_module_named_in_the_environment_registers_its_use_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     monkeypatch.delitem(USE_CASES, "login", raising=False)
     monkeypatch.delitem(sys.modules, "tests.usecase_login", raising=False)
     with pytest.raises(ValueError, match="unknown use case 'login'; expected one of fraud, loan, store"):
