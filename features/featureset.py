@@ -413,7 +413,8 @@ class LocalRunner:
         self.stores = {stage.name: DictStore() for stage in featureset.stages}
         self._chain = [(stage, self.stores[stage.name]) for stage in featureset.stages]
         self.views = {table.name: TableView(table) for table in featureset.tables}
-        self._folds = {table.name: DictState({}) for table in featureset.tables}
+        self._fold_data: dict[str, dict[str, Any]] = {table.name: {} for table in featureset.tables}
+        self._folds = {name: DictState(data) for name, data in self._fold_data.items()}
 
     def run(self, event: msgspec.Struct, source: str = "inline", position: str = "") -> Outcome:
         """Process one validated event: a feed event into the tables, any other through every stage.
@@ -456,6 +457,19 @@ class LocalRunner:
                 reason = f"processing error in tables: {type(exc).__name__}: {fs.redactor.redact(str(exc))[0]}"
                 outcome.dead_letters.append(fs.dead_letter(source, position, kind, reason, row))
         return outcome
+
+    def tables_snapshot(self) -> dict[str, Any]:
+        """The folded tables (views and fold bookkeeping), for a runner in another process."""
+        return {
+            name: {"view": view.snapshot(), "fold": self._fold_data[name]} for name, view in self.views.items()
+        }
+
+    def restore_tables(self, snapshot: Mapping[str, Any]) -> None:
+        """Continue from the tables another runner folded (`tables_snapshot`)."""
+        for name, part in snapshot.items():
+            self.views[name].restore(part["view"])
+            self._fold_data[name] = dict(part["fold"])
+            self._folds[name] = DictState(self._fold_data[name])
 
     def _feed(self, record: Record, labels: list[Record]) -> Outcome:
         """Fold one feed record into every table it feeds; its label rows unless it is a repeat."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 import zlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -47,9 +47,9 @@ from features.state import State
 DAY_MS = 86_400_000
 WATERMARK = "watermark"
 """Kind of a feed event that only moves the clock: `{"type": "watermark", "ts": ...}`."""
-_SEEN_CHUNKS = 16
-"""Ids seen on one day are kept in this many state values, so a busy day's repeat check reads a
-sixteenth of them."""
+_SEEN_CHUNKS = 256
+"""The ids seen within the horizon are spread over this many state values (by a hash of the id),
+so a repeat check reads one small value and no changelog message grows with a busy feed."""
 
 Record = dict[str, Any]
 
@@ -144,12 +144,13 @@ class DailyTable:
         if closed is not None and day <= closed:
             day, fold = closed + 1, Fold.LATE
         ident = self.event_id(record)
-        days: list[int] = state.get(self._key("days")) or []
-        chunk = zlib.crc32(ident.encode()) % _SEEN_CHUNKS
-        if any(ident in (state.get(self._key(f"seen:{d}:{chunk}")) or ()) for d in days):
+        key = self._key(f"seen:{zlib.crc32(ident.encode()) % _SEEN_CHUNKS}")
+        seen: dict[str, int] = state.get(key) or {}
+        if ident in seen:
             return Fold.DUPLICATE, day
-        key = self._key(f"seen:{day}:{chunk}")
-        state.set(key, [*(state.get(key) or ()), ident])
+        seen[ident] = day
+        state.set(key, seen)
+        days: list[int] = state.get(self._key("days")) or []
         if day not in days:
             days.insert(bisect_left(days, day), day)
             state.set(self._key("days"), days)
@@ -162,11 +163,14 @@ class DailyTable:
             return
         state.set(self._key("clock"), t)
         days: list[int] = state.get(self._key("days")) or []
-        keep = bisect_left(days, self.closed_through(t) - self.horizon_days + 1)
+        oldest = self.closed_through(t) - self.horizon_days + 1
+        keep = bisect_left(days, oldest)
         if keep:
-            for d in days[:keep]:
-                for chunk in range(_SEEN_CHUNKS):
-                    state.delete(self._key(f"seen:{d}:{chunk}"))
+            for chunk in range(_SEEN_CHUNKS):
+                key = self._key(f"seen:{chunk}")
+                seen = state.get(key)
+                if seen:
+                    state.set(key, {ident: day for ident, day in seen.items() if day >= oldest})
             state.set(self._key("days"), days[keep:])
 
     def _key(self, name: str) -> str:
@@ -202,6 +206,16 @@ class TableView:
         else:
             days.insert(pos, day)
             sums.insert(pos, list(values))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The view's sums and final days, JSON-shaped: another process's copy of a folded feed."""
+        return {"closed_through": self.closed_through, "days": self._days, "sums": self._sums}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Take the sums and final days of a `snapshot` of the same table's view."""
+        self.closed_through = snapshot["closed_through"]
+        self._days, self._sums = snapshot["days"], snapshot["sums"]
+        self._cache.clear()
 
     def advance(self, clock_ms: int) -> None:
         """The feed's clock reached `clock_ms`: days up to `closed_through(clock_ms)` are final."""

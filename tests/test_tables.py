@@ -63,6 +63,8 @@ def test_a_repeat_is_dropped_within_the_horizon_and_the_state_stays_bounded() ->
     assert [f for f, _ in folds[:4]] == [Fold.COUNTED, Fold.DUPLICATE, Fold.COUNTED, Fold.DUPLICATE]
     assert view.windows("M1", 1, (2,)) == [(2.0, 1.0)]
     assert len(state.get("risk:days")) <= TABLE.horizon_days + 2
+    remembered = [i for k, ids in state._data.items() if k.startswith("risk:seen:") for i in ids]
+    assert "a" not in remembered and len(remembered) <= TABLE.horizon_days + 2
     assert json.loads(json.dumps(state._data)) == state._data
 
 

@@ -137,11 +137,11 @@ def materialize(
         before = {kind: _count(con, table) for kind, table in names.items()}
         reporter = _Reporter(progress, total)
         runner = LocalRunner(featureset)
-        fed = _replay_into(con, featureset, sources, "feed", Shard(), runner, reporter, mapping)
         if workers == 1:
+            fed = _replay_into(con, featureset, sources, "feed", Shard(), runner, reporter, mapping)
             result = _replay_into(con, featureset, sources, "events", Shard(), runner, reporter, mapping)
         else:
-            result = _parallel(con, featureset, sources, workers, runner, progress, total, mapping)
+            fed, result = _parallel(con, featureset, sources, workers, runner, reporter, mapping)
         written = {kind: _count(con, table) - before[kind] for kind, table in names.items()}
         seconds = time.perf_counter() - clock
         con.execute(
@@ -203,13 +203,16 @@ def _replay_into(
     runner: LocalRunner,
     report: _Reporter,
     mapping: Mapping | None = None,
+    before_run: Callable[[], None] | None = None,
 ) -> _ShardResult:
     """Replay one part of the sources (the feed, or one shard of the events) through `runner`
-    into the tables of `con`."""
+    into the tables of `con`; `before_run` is called once the part is read and validated."""
     gc.disable()  # millions of long-lived events: cyclic GC passes would dominate the run
     try:
         count = (lambda n: report("validate", n, report.total)) if part == "events" and shard.index == 0 else None
         history = replay.load(featureset, sources, count, shard, part, mapping)
+        if before_run is not None:
+            before_run()
         names = store.table_names(featureset.name)
         version = {"featureset_version": featureset.version}
         rows = store.TableWriter(con, names["features"], featureset.columns, version)
@@ -248,49 +251,57 @@ def _parallel(
     sources: Sequence[Source],
     workers: int,
     runner: LocalRunner,
-    progress: Progress | None,
-    total: int,
+    report: _Reporter,
     mapping: Mapping | None = None,
-) -> _ShardResult:
-    """Replay `workers` shards of the events in forked processes, each with a copy of `runner`
-    (its tables folded already) and into its own DuckDB file, then copy them in."""
+) -> tuple[_ShardResult, _ShardResult]:
+    """Replay `workers` shards of the events in forked processes, each into its own DuckDB file,
+    then copy them in; the results of the feed and of the events.
+
+    The workers read and validate their shards while this process folds the feed; each then
+    takes a copy of the folded tables (`LocalRunner.tables_snapshot`) before its first event, so
+    the one part that cannot be split overlaps the work that can."""
     context = multiprocessing.get_context("fork")
     counters = {step: context.Value("q", 0) for step in ("validate", "features")}
     scratch = Path(tempfile.mkdtemp(prefix="samestream-shards-"))
     results = context.Queue()
+    tables = [context.Queue() for _ in range(workers)]
+    processes = [
+        context.Process(
+            target=_shard_worker,
+            args=(
+                featureset,
+                sources,
+                Shard(i, workers),
+                runner,
+                scratch / f"shard-{i}.duckdb",
+                counters,
+                report.total,
+                results,
+                tables[i],
+                mapping,
+            ),
+            name=f"materialize-shard-{i}",
+        )
+        for i in range(workers)
+    ]
     try:
-        processes = [
-            context.Process(
-                target=_shard_worker,
-                args=(
-                    featureset,
-                    sources,
-                    Shard(i, workers),
-                    runner,
-                    scratch / f"shard-{i}.duckdb",
-                    counters,
-                    total,
-                    results,
-                    mapping,
-                ),
-                name=f"materialize-shard-{i}",
-            )
-            for i in range(workers)
-        ]
         for process in processes:
             process.start()
+        fed = _replay_into(con, featureset, sources, "feed", Shard(), runner, report, mapping)
+        snapshot = runner.tables_snapshot()
+        for queue in tables:
+            queue.put(snapshot)
         outcomes: dict[int, _ShardResult | str] = {}
         shown = {step: 0 for step in counters}
         while len(outcomes) < workers:
             while not results.empty():
                 index, outcome = results.get()
                 outcomes[index] = outcome
-            if progress is not None:
-                for step, counter in counters.items():
-                    value = counter.value
-                    if value > shown[step]:
-                        progress(step, value - shown[step], total)
-                        shown[step] = value
+            for step, counter in counters.items():
+                value = counter.value
+                if value > shown[step]:
+                    report(step, value - shown[step], report.total)
+                    shown[step] = value
             if len(outcomes) < workers and all(not p.is_alive() for p in processes) and results.empty():
                 break
             time.sleep(0.1)
@@ -303,13 +314,17 @@ def _parallel(
         for i in range(workers):
             _copy_shard(con, featureset, scratch / f"shard-{i}.duckdb")
         done = [o for o in outcomes.values() if isinstance(o, _ShardResult)]
-        return _ShardResult(
+        return fed, _ShardResult(
             read=max(o.read for o in done),
             events=sum(o.events for o in done),
             duplicates=sum(o.duplicates for o in done),
             rejected=_merge(done),
         )
     finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -322,16 +337,26 @@ def _shard_worker(
     counters: dict[str, Synchronized[int]],
     total: int,
     results: multiprocessing.Queue,  # type: ignore[type-arg]
+    tables: multiprocessing.Queue,  # type: ignore[type-arg]
     mapping: Mapping | None = None,
 ) -> None:
-    """One worker: its shard into its own DuckDB file; the result (or the error) onto `results`."""
+    """One worker: its shard into its own DuckDB file, from the tables the parent folded (taken
+    from `tables` once the shard is read); the result (or the error) onto `results`."""
     try:
         con = store.connect(path)
         try:
             store.ensure_tables(con, featureset)
             reporter = _Reporter(None, total, counters)
             result: _ShardResult | str = _replay_into(
-                con, featureset, sources, "events", shard, runner, reporter, mapping
+                con,
+                featureset,
+                sources,
+                "events",
+                shard,
+                runner,
+                reporter,
+                mapping,
+                before_run=lambda: runner.restore_tables(tables.get()),
             )
         finally:
             con.close()
