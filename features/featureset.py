@@ -460,9 +460,7 @@ class LocalRunner:
 
     def tables_snapshot(self) -> dict[str, Any]:
         """The folded tables (views and fold bookkeeping), for a runner in another process."""
-        return {
-            name: {"view": view.snapshot(), "fold": self._fold_data[name]} for name, view in self.views.items()
-        }
+        return {name: {"view": view.snapshot(), "fold": self._fold_data[name]} for name, view in self.views.items()}
 
     def restore_tables(self, snapshot: Mapping[str, Any]) -> None:
         """Continue from the tables another runner folded (`tables_snapshot`)."""
