@@ -12,11 +12,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from quixstreams import Application
+from typing import TYPE_CHECKING, Literal
 
 from serving.topics import Topics
+
+if TYPE_CHECKING:
+    from quixstreams import Application
 
 Guarantee = Literal["exactly-once", "at-least-once"]
 GUARANTEES: tuple[Guarantee, ...] = ("exactly-once", "at-least-once")
@@ -97,7 +98,12 @@ class LiveSettings:
         on_message_processed: Callable[[str, int, int], None] | None = None,
         loglevel: str = "WARNING",
     ) -> Application:
-        """A quixstreams Application for one process role, in consumer group `<prefix><use case>-<role>`."""
+        """A quixstreams Application for one process role, in consumer group `<prefix><use case>-<role>`.
+
+        quixstreams is imported here, not with this module, so the batch commands that share the
+        command line start without it."""
+        from quixstreams import Application
+
         interval = self.effective_commit_interval
         group = self.topics.group(role)
         member = f"{group}-{self.instance}"
