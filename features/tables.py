@@ -74,6 +74,8 @@ class Fold(StrEnum):
     DUPLICATE = "duplicate"
     CLOCK = "clock"
     """A watermark: only the clock moved."""
+    SKIPPED = "skipped"
+    """Not for this table (its `where` said no): only the clock moved."""
 
 
 class TableNotReady(Exception):
@@ -107,6 +109,9 @@ class DailyTable:
         How long after a day ends its records may still arrive; also the read delay.
     horizon_days:
         Final days whose record ids are still remembered to recognize a repeat.
+    where:
+        Which records of those kinds add to the table (None: all), e.g. only frauds: a table
+        of rare events then holds only those, and remembers only their ids.
     """
 
     name: str
@@ -117,6 +122,7 @@ class DailyTable:
     event_id: Callable[[Record], str]
     grace_ms: int
     horizon_days: int = 7
+    where: Callable[[Record], bool] | None = None
 
     def closed_through(self, clock_ms: int) -> int:
         """The last final day at this clock."""
@@ -138,6 +144,9 @@ class DailyTable:
         if record["kind"] == WATERMARK:
             self._advance(state, clock, t)
             return Fold.CLOCK, t // DAY_MS
+        if self.where is not None and not self.where(record):
+            self._advance(state, clock, t)
+            return Fold.SKIPPED, t // DAY_MS
         closed = None if clock is None else self.closed_through(clock)
         day = t // DAY_MS
         fold = Fold.COUNTED

@@ -74,13 +74,20 @@ def payment() -> PaymentFactory:
     return build
 
 
-def label(payment_id: str, known_minutes: float, is_fraud: bool = True, merchant_id: str = "M1") -> dict[str, Any]:
-    return {
+def label(
+    payment_id: str,
+    known_minutes: float,
+    is_fraud: bool = True,
+    merchant_id: str = "M1",
+    customer_id: str | None = None,
+) -> dict[str, Any]:
+    out = {
         "payment_id": payment_id,
         "merchant_id": merchant_id,
         "is_fraud": is_fraud,
         "known_at": (T0 + timedelta(minutes=known_minutes)).isoformat(),
     }
+    return out if customer_id is None else out | {"customer_id": customer_id}
 
 
 CANARIES = {

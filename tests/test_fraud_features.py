@@ -121,6 +121,35 @@ def test_labels_of_other_merchants_do_not_count(fraud_fs, payment) -> None:
     assert rows[0]["merchant_frauds_7d"] == 0.0
 
 
+def test_customer_frauds_count_only_the_customers_own_known_frauds(fraud_fs, payment) -> None:
+    p1, p2 = payment(0), payment(5, customer_id="C2")
+    events = [
+        ("payment", p1),
+        ("payment", p2),
+        ("label", label(p1["payment_id"], known_minutes=60 * 24, customer_id="C1001")),
+        ("label", label(p2["payment_id"], known_minutes=60 * 24 + 1, customer_id="C2", is_fraud=False)),
+        ("label", label("p-unnamed", known_minutes=60 * 24 + 2)),  # names no customer: merchant only
+        ("payment", payment(60 * 24 + 30)),  # Tuesday: the label's day is still open
+        ("payment", payment(60 * 37)),  # Wednesday 01:00: Tuesday is final
+        ("payment", payment(60 * 37 + 1, customer_id="C2")),
+        ("payment", payment(60 * 24 * 8 + 60 * 13)),  # 8 days on: out of the 7-day window
+    ]
+    rows = run(fraud_fs, events)
+    assert [r["customer_frauds_7d"] for r in rows] == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    assert [r["customer_frauds_30d"] for r in rows] == [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    assert rows[4]["merchant_frauds_7d"] == 2.0
+
+
+def test_amount_against_the_recent_median_and_largest(fraud_fs, payment) -> None:
+    amounts = [10.0, 30.0, 20.0, 400.0, 25.0]
+    rows = run(fraud_fs, [("payment", payment(i * 60, amount=a)) for i, a in enumerate(amounts)])
+    assert rows[0]["log_amount_to_median"] == 0.0 and rows[0]["log_amount_to_max"] == 0.0
+    assert rows[3]["log_amount_to_median"] == pytest.approx(log1p(400.0) - log1p(20.0))
+    assert rows[3]["log_amount_to_max"] == pytest.approx(log1p(400.0) - log1p(30.0))
+    assert rows[4]["log_amount_to_median"] == pytest.approx(log1p(25.0) - log1p(25.0))
+    assert rows[4]["log_amount_to_max"] == pytest.approx(log1p(25.0) - log1p(400.0))
+
+
 def test_category_outside_the_vocabulary_is_other(fraud_fs, payment) -> None:
     [row] = run(fraud_fs, [("payment", payment(merchant_id="M3"))])
     assert row["category_other"] == 1.0

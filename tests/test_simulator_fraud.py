@@ -77,7 +77,7 @@ def frame(parquet_sim) -> pd.DataFrame:
     payments = pq.read_table(parquet_sim.payments).to_pandas()
     labels = pq.read_table(parquet_sim.labels).to_pandas()
     merchants = pd.read_csv(parquet_sim.merchants).rename(columns={"lat": "m_lat", "lon": "m_lon"})
-    out = payments.merge(labels, on=["payment_id", "merchant_id"], how="left", validate="1:1")
+    out = payments.merge(labels, on=["payment_id", "merchant_id", "customer_id"], how="left", validate="1:1")
     return out.merge(merchants, on="merchant_id", how="left", validate="m:1")
 
 

@@ -53,13 +53,18 @@ class Payment(
     reference: Annotated[str, msgspec.Meta(max_length=1024)] = ""
 
 
-class FraudLabel(msgspec.Struct, tag="label", tag_field="type", forbid_unknown_fields=False):
-    """The verdict on one payment, known only `known_at` (chargebacks arrive days later)."""
+class FraudLabel(msgspec.Struct, tag="label", tag_field="type", forbid_unknown_fields=False, omit_defaults=True):
+    """The verdict on one payment, known only `known_at` (chargebacks arrive days later).
+
+    With the payment's `customer_id`, a fraud also counts in the customer's label history (the
+    frauds already known on the customer's cards); without it, only in the merchant's.
+    """
 
     payment_id: Id
     merchant_id: Id
     is_fraud: bool
     known_at: Timestamp
+    customer_id: Id | None = None
 
 
 FraudEvent = Payment | FraudLabel

@@ -1350,6 +1350,7 @@ class _LabelLine(msgspec.Struct):
     merchant_id: str
     is_fraud: bool
     known_at: str
+    customer_id: str
 
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
@@ -1378,6 +1379,7 @@ LABEL_SCHEMA = pa.schema(
         ("merchant_id", pa.string()),
         ("is_fraud", pa.bool_()),
         ("known_at", TS_TYPE),
+        ("customer_id", pa.string()),
     ]
 )
 CHUNK = 50_000
@@ -1391,11 +1393,12 @@ def _tables(sim: _Simulated) -> tuple[pa.Table, pa.Table]:
     cols, w, t = sim.cols, sim.world, sim.tables
     payment_id = pa.array([f"p{i:09d}" for i in range(1, sim.n + 1)], type=pa.string())
     merchant_id = _take(w.m_id, cols["merchant"])
+    customer_id = _take(w.customer_ids, cols["cust"])
     payments = pa.Table.from_arrays(
         [
             payment_id,
             pa.array(cols["ts"], type=TS_TYPE),
-            _take(w.customer_ids, cols["cust"]),
+            customer_id,
             _take(t.cards.values, cols["card"]),
             merchant_id,
             pa.array(cols["amount"], type=pa.float64()),
@@ -1418,6 +1421,7 @@ def _tables(sim: _Simulated) -> tuple[pa.Table, pa.Table]:
             merchant_id.take(pa.array(order)),
             pa.array(sim.pattern[order] > 0, type=pa.bool_()),
             pa.array(sim.known_at[order], type=TS_TYPE),
+            customer_id.take(pa.array(order)),
         ],
         schema=LABEL_SCHEMA,
     )
