@@ -18,7 +18,7 @@ from pathlib import Path
 
 from features.usecases import build_featureset, get_use_case
 from training.harness import windows_for
-from training.jobs import get_job
+from training.jobs import TrainOptions, get_job
 from training.materialize import materialize
 from training.replay import sources_in
 
@@ -43,7 +43,7 @@ def main() -> None:
         fs = build_featureset(args.use_case, folder, "bench-secret")
         db = Path(tmp) / "bench.duckdb"
         materialize(fs, sources_in(get_use_case(args.use_case).files, folder), db)
-        task = job.task(fs, db, folder)
+        task = job.task(fs, db, TrainOptions(model_name="bench", data_dir=folder))
         data = task.load(db, windows_for(db, fs, task.window_days))
         x = data.train[list(task.inputs())].to_numpy(dtype="float64")
         y = data.train["label"].to_numpy()

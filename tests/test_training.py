@@ -147,3 +147,50 @@ def test_train_with_dates_inside_the_data_and_no_validation(fraud_pipeline: Pipe
     assert int(params["n_fit"]) == int(params["n_train"]) + int(params["n_validation"])
     assert params["dataset_fingerprint_fit"] not in (params["dataset_fingerprint_train"], "")
     assert float(champion.tags["threshold_block"]) >= float(champion.tags["threshold_review"])
+
+
+def test_field_protocol_picks_the_champion_on_prequential_folds_after_tuning(
+    fraud_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """`--protocol field --tune-trials`: folds' card precision picks the champion, tuning starts from the defaults."""
+    from samestream_cli import app
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = ["train", "fraud", "--data-dir", str(fraud_pipeline.data_dir), "--db", str(fraud_pipeline.db)]
+    command += ["--secret", fraud_pipeline.secret, "--tracking-uri", uri]
+    command += ["--candidate", "logistic_regression", "--candidate", "xgboost"]
+    command += ["--protocol", "field", "--folds", "1", "--tune-trials", "3", "--top-k", "20"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    runs = {
+        v.tags["candidate"]: client.get_run(v.run_id).data
+        for v in client.search_model_versions(f"name='{fraud_pipeline.model_name}'")
+    }
+    metric = "val_prequential_field_card_precision_top_k"
+    for data in runs.values():
+        assert data.params["protocol"] == "field" and data.params["field_top_k"] == "20"
+        assert data.params["tune_trials"] == "3" and data.params["refit_on_training_window"] == "True"
+        assert data.params["selection_metric"] == metric
+        assert 0.0 <= data.metrics[metric] <= 1.0
+        assert (
+            data.metrics["tuning_best_field_card_precision_top_k"]
+            >= data.metrics["tuning_default_field_card_precision_top_k"]
+        )
+        assert data.metrics["tuning_best_field_card_precision_top_k"] == pytest.approx(data.metrics[metric])
+        assert "test_field_card_precision_top_k" in data.metrics
+    champion = client.get_model_version_by_alias(fraud_pipeline.model_name, "champion")
+    assert runs[champion.tags["candidate"]].metrics[metric] == max(d.metrics[metric] for d in runs.values())
+
+
+def test_field_protocol_says_when_the_window_is_too_short_for_its_folds(
+    fraud_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    from samestream_cli import app
+
+    command = ["train", "fraud", "--data-dir", str(fraud_pipeline.data_dir), "--db", str(fraud_pipeline.db)]
+    command += ["--secret", fraud_pipeline.secret, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    result = CliRunner().invoke(app, [*command, "--protocol", "field", "--folds", "4"])
+    assert result.exit_code == 2 and "prequential folds" in result.output
+    result = CliRunner().invoke(app, [*command, "--protocol", "banking"])
+    assert result.exit_code == 2 and "unknown protocol" in result.output

@@ -199,7 +199,7 @@ class LoginJob:
         logins, takeovers = simulate(out_dir, users=size, days=days, seed=seed)
         return f"{logins:,} logins ({takeovers:,} by an intruder) to {out_dir}"
 
-    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> Any:
+    def task(self, fs: FeatureSet, db: Path, options: Any) -> Any:
         from training.harness import WindowDays
         from training.jobs.binary import BinaryTask
 

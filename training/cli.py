@@ -452,6 +452,26 @@ def train(
             "chosen prequentially (fit before the validation start, judged after it).",
         ),
     ] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="How the champion is chosen: samestream (the validation window's metric) or field (the fraud "
+            "field's protocol: card precision top-k averaged over prequential folds, models refitted on the "
+            "whole training window)."
+        ),
+    ] = "samestream",
+    top_k: Annotated[
+        int, typer.Option(min=1, help="Cards analysts check a day, for the field's card precision.")
+    ] = 100,
+    folds: Annotated[
+        int, typer.Option(min=1, help="Prequential train/delay/validation folds (field protocol and tuning).")
+    ] = 4,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Budget of the hyperparameter search per candidate on the prequential folds (0: defaults)."
+        ),
+    ] = 0,
 ) -> None:
     """Train the candidates on a point-in-time training set; log and register them in MLflow.
 
@@ -471,12 +491,19 @@ def train(
         test_end=_date(test_end, "--test-end"),
         validation_fraction=validation_fraction,
         refit=no_validation,
+        protocol=protocol,
+        top_k=top_k,
+        folds=folds,
+        tune_trials=tune_trials,
     )
     mlflow.set_tracking_uri(tracking_uri)
     fs = build_featureset(use_case, data_dir / use_case, secret)
     with progress_bar() as bar:
         task = bar.add_task("train", total=None)
-        report = train_use_case(use_case, fs, db, options, lambda n: bar.advance(task, n))
+        try:
+            report = train_use_case(use_case, fs, db, options, lambda n: bar.advance(task, n))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
     Console(width=max(Console().width, 140)).print(report)
     console.print(
         f"models in {tracking_uri}\n"

@@ -21,6 +21,12 @@ fraud, loan and store:
 With `refit`, every registered model is fitted on the whole training window: the decision policy
 and the champion are still chosen prequentially, by a fit on the part before the validation start
 judged on the rest, and the candidate is then refitted on all of it.
+
+Two options read prequential folds (`training.prequential`) of a task that scores them
+(`fold_score`): the `field` protocol picks the champion by the folds' mean of the task's
+`field_selection` metric (and refits, as the field trains on everything before the delay), and
+`tune_trials` searches each candidate's hyperparameters on the folds (`training.tuning`) before
+the chosen configuration is fitted like any other.
 """
 
 from __future__ import annotations
@@ -51,15 +57,20 @@ from mlflow.utils.logging_utils import LoggerMessageFilter
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from features.featureset import FeatureSet
 from training import plots
-from training.candidates import model_params
+from training.candidates import SEARCH_SPACES, model_params
 from training.datasets import Splits, Windows, time_span
+from training.prequential import Fold, FoldScore, fold_metrics, load_folds
 from training.store import connect
 
 PIP_REQUIREMENTS = ["scikit-learn", "xgboost", "pandas", "numpy"]
+PROTOCOLS = ("samestream", "field")
+PREQUENTIAL = "prequential_"
+"""Prefix of the validation figures averaged over the prequential folds."""
 EXAMPLE_ROWS = 5
 SIGNATURE_ROWS = 100
 IMPORTANCE_ROWS = 5_000
@@ -227,6 +238,9 @@ class TrainReport:
     windows: Windows
     rows: dict[str, int]
     refit: bool
+    selection: Selection
+    protocol: str = "samestream"
+    tune_trials: int = 0
     results: list[Result] = field(default_factory=list)
     baseline: Result | None = None
 
@@ -299,6 +313,38 @@ class Task(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Prequential:
+    """The prequential part of a training: folds, and what they are for."""
+
+    folds: list[Fold]
+    score: FoldScore
+    selection: Selection | None
+    """The champion's metric over the folds (the field protocol), or None: the task's own."""
+    tune_trials: int = 0
+
+
+def prequential_for(
+    task: Task, db: Path, windows: Windows, *, protocol: str, n_folds: int, tune_trials: int
+) -> Prequential | None:
+    """The folds the protocol and the tuning budget need, or None when they need none."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
+    if tune_trials < 0:
+        raise ValueError(f"the tuning budget cannot be negative, got {tune_trials}")
+    if protocol == "samestream" and not tune_trials:
+        return None
+    score: FoldScore | None = getattr(task, "fold_score", None)
+    selection: Selection | None = getattr(task, "field_selection", None)
+    if score is None or (protocol == "field" and selection is None):
+        raise ValueError(
+            f"the {task.fs.name} use case scores no prequential folds: the field protocol and tuning are "
+            "for tasks with a `fold_score` and, for the field protocol, a `field_selection` (fraud)"
+        )
+    folds = load_folds(db, task.fs, windows, n_folds=n_folds, delay_days=task.window_days.delay)
+    return Prequential(folds, score, selection if protocol == "field" else None, tune_trials)
+
+
 def run(
     task: Task,
     db: Path,
@@ -309,9 +355,13 @@ def run(
     seed: int = 7,
     refit: bool = False,
     on_fitted: Callable[[str], None] | None = None,
+    protocol: str = "samestream",
+    n_folds: int = 4,
+    tune_trials: int = 0,
 ) -> TrainReport:
-    """Load the task's splits from DuckDB and `train` on them."""
-    return train(task, task.load(db, windows), model_name, candidates, seed, refit, on_fitted)
+    """Load the task's splits (and the folds the protocol or tuning need) and `train` on them."""
+    preq = prequential_for(task, db, windows, protocol=protocol, n_folds=n_folds, tune_trials=tune_trials)
+    return train(task, task.load(db, windows), model_name, candidates, seed, refit, on_fitted, preq)
 
 
 def train(
@@ -322,6 +372,7 @@ def train(
     seed: int = 7,
     refit: bool = False,
     on_fitted: Callable[[str], None] | None = None,
+    prequential: Prequential | None = None,
 ) -> TrainReport:
     """Fit, evaluate, log and register every candidate and the baseline; set the aliases."""
     available = task.candidates(seed)
@@ -333,7 +384,7 @@ def train(
         )
     limit = threadpool_limits(task.threads) if task.threads else contextlib.nullcontext()
     with limit:
-        return _train(task, data, model_name, chosen, seed, refit, on_fitted)
+        return _train(task, data, model_name, chosen, seed, refit, on_fitted, prequential)
 
 
 def _train(
@@ -344,8 +395,12 @@ def _train(
     seed: int,
     refit: bool,
     on_fitted: Callable[[str], None] | None,
+    preq: Prequential | None,
 ) -> TrainReport:
     fs, inputs = task.fs, list(task.inputs())
+    selection = preq.selection if preq is not None and preq.selection is not None else task.selection
+    protocol = "field" if preq is not None and preq.selection is not None else "samestream"
+    refit = refit or protocol == "field"
     experiment = mlflow.set_experiment(fs.name)
     fit_frame = pd.concat([data.train, data.validation], ignore_index=True) if refit else data.train
     identity = [fs.row_id, *inputs]
@@ -364,7 +419,10 @@ def _train(
         "n_test": len(data.test),
         "n_fit": len(fit_frame),
         "refit_on_training_window": refit,
-        "selection_metric": f"val_{task.selection.metric}",
+        "selection_metric": f"val_{selection.metric}",
+        "protocol": protocol,
+        "prequential_folds": 0 if preq is None else len(preq.folds),
+        "tune_trials": 0 if preq is None else preq.tune_trials,
         **task.params(),
     }
     tags = {"featureset_version": fs.version, "use_case": fs.name, "task_kind": task.kind}
@@ -375,6 +433,9 @@ def _train(
         data.windows,
         {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
         refit,
+        selection,
+        protocol,
+        0 if preq is None else preq.tune_trials,
     )
 
     name = task.baseline_name
@@ -392,6 +453,7 @@ def _train(
         role = tags | {"candidate": candidate, "role": "candidate"}
         with mlflow.start_run(run_name=candidate, tags=role) as run:
             estimator = task.candidates(seed)[candidate]
+            fold_figures, tuning = _prequential(task, estimator, candidate, preq, seed) if preq else ({}, {})
             mlflow.log_params(
                 common | {"candidate": candidate} | {f"model_{k}": v for k, v in model_params(estimator).items()}
             )
@@ -402,7 +464,7 @@ def _train(
             early_model = task.wrap(estimator, None)
             final_estimator = estimator
             if refit:
-                final_estimator = task.candidates(seed)[candidate]
+                final_estimator = clone(estimator)
                 started = time.perf_counter()
                 final_estimator.fit(*_xy(fit_frame, inputs))
                 fit_seconds += time.perf_counter() - started
@@ -414,6 +476,8 @@ def _train(
                 data,
                 report.baseline.evaluation,
             )
+            evaluation.validation |= {PREQUENTIAL + k: v for k, v in fold_figures.items()}
+            evaluation.metrics |= tuning
             evaluation.figures["feature_importance.png"] = _importance(task, estimator, data.validation, candidate)
             _log_evaluation(evaluation, fit_seconds)
             version = _log_and_register(
@@ -422,8 +486,37 @@ def _train(
             report.results.append(Result(candidate, run.info.run_id, version, evaluation, fit_seconds))
         if on_fitted is not None:
             on_fitted(candidate)
-    _set_aliases(report, task.selection)
+    _set_aliases(report, selection)
     return report
+
+
+def _prequential(
+    task: Task, estimator: Any, candidate: str, preq: Prequential, seed: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The folds' figures of the candidate, tuned first if there is a budget and a search space.
+
+    Tuning maximizes the metric that picks the champion, on the folds; the winning configuration
+    is set on `estimator`. Returns the folds' figures and the tuning's metrics (the defaults' and
+    the best value of that metric).
+    """
+    inputs = task.inputs()
+    metric = (preq.selection or task.selection).metric.removeprefix(PREQUENTIAL)
+    space = SEARCH_SPACES.get(candidate)
+    if not preq.tune_trials or space is None:
+        return fold_metrics(estimator, preq.folds, inputs, preq.score), {}
+    from training.tuning import tune
+
+    measured: dict[str, dict[str, float]] = {}
+
+    def objective(params: dict[str, Any]) -> float:
+        figures = fold_metrics(clone(estimator).set_params(**params), preq.folds, inputs, preq.score)
+        measured[repr(sorted(params.items()))] = figures
+        return figures[metric]
+
+    tuned = tune(objective, space, trials=preq.tune_trials, seed=seed)
+    estimator.set_params(**tuned.params)
+    tuning = {f"tuning_default_{metric}": tuned.default_value, f"tuning_best_{metric}": tuned.best_value}
+    return measured[repr(sorted(tuned.params.items()))], tuning
 
 
 def _xy(frame: pd.DataFrame, inputs: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +615,7 @@ def render(report: TrainReport, task: Task) -> RenderableType:
     table = Table(
         title=f"{report.experiment}: {task.noun} on the test window {w.test_start:%Y-%m-%d} – {w.test_end:%Y-%m-%d}"
     )
-    columns = task.columns()
+    columns = task.columns() + _prequential_columns(report)
     for heading in ("model", "version", "alias", *(h for h, _ in columns), "fit s"):
         table.add_column(heading, justify="left" if heading in ("model", "alias") else "right")
     rows = [*report.results, report.baseline] if report.baseline else report.results
@@ -537,12 +630,29 @@ def render(report: TrainReport, task: Task) -> RenderableType:
         if report.refit
         else ""
     )
+    tuned = f", each tuned in {report.tune_trials} trials on the prequential folds" if report.tune_trials else ""
     summary = Text(
         f"train {n['train']:,} {task.row_unit} from {w.train_start:%Y-%m-%d}, validation {n['validation']:,} from "
         f"{w.validation_start:%Y-%m-%d}, test {n['test']:,}; training labels as known at {w.cutoff:%Y-%m-%d}; "
-        f"champion by {task.selection.heading}; registered as {report.model_name}{fitted}"
+        f"champion by {report.selection.heading}{tuned}; registered as {report.model_name}{fitted}"
     )
     return Group(summary, table, *task.tables(report))
+
+
+def _prequential_columns(report: TrainReport) -> list[Column]:
+    """The folds' selection metric under the field protocol, and what tuning gained on the folds."""
+    columns: list[Column] = []
+    if report.protocol == "field":
+        metric = report.selection.metric
+        columns.append((report.selection.heading, lambda r: number(r.validation.get(metric, math.nan), ".3f")))
+    if report.tune_trials:
+
+        def gain(r: Result) -> str:
+            found = [v for k, v in sorted(r.evaluation.metrics.items()) if k.startswith("tuning_")]
+            return "-" if len(found) != 2 else f"{found[1]:.3f} → {found[0]:.3f}"
+
+        columns.append(("tuning: default → best", gain))
+    return columns
 
 
 def number(value: float, spec: str) -> str:

@@ -87,7 +87,7 @@ FRAUD_VIEW = View(
         ("test_card_precision_top_k", "card precision top-k", True),
         ("test_field_roc_auc", "field protocol: ROC AUC (known compromised cards left out)", True),
         ("test_field_ap", "field protocol: average precision", True),
-        ("test_field_card_precision_top100", "field protocol: card precision top-100", True),
+        ("test_field_card_precision_top_k", "field protocol: card precision top-k (k: the run's field_top_k)", True),
         ("test_precision_at_threshold", "precision at review threshold", True),
         ("test_recall_at_threshold", "recall at review threshold", True),
         ("test_alert_rate", "alert rate", False),

@@ -41,6 +41,15 @@ class TrainOptions:
     refit: bool = False
     """Register models fitted on the whole training window (validation chooses prequentially)."""
     seed: int = 7
+    protocol: str = "samestream"
+    """How the champion is chosen: `samestream` (one validation window) or `field` (prequential
+    folds, `training.protocol`)."""
+    top_k: int = 100
+    """Cards an analyst team checks a day, for the field's card precision top-k."""
+    folds: int = 4
+    """Prequential train/validation pairs for the field protocol and for tuning."""
+    tune_trials: int = 0
+    """Hyperparameter trials per candidate on the prequential folds (0: the defaults, no search)."""
 
 
 class Job(Protocol):
@@ -53,8 +62,9 @@ class Job(Protocol):
         """Write the use case's event and reference files into `out_dir`; return a summary line."""
         ...
 
-    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> Task:
-        """The use case's training task over the DuckDB file and its data folder."""
+    def task(self, fs: FeatureSet, db: Path, options: TrainOptions) -> Task:
+        """The use case's training task over the DuckDB file, for these options (its data folder,
+        the field protocol's k)."""
         ...
 
 
@@ -68,7 +78,7 @@ def train(use_case: str, fs: FeatureSet, db: Path, options: TrainOptions, advanc
     """Fit, evaluate, log and register the use case's candidates; return the printed summary."""
     from training.harness import render, run, windows_for
 
-    task = get_job(use_case).task(fs, db, options.data_dir)
+    task = get_job(use_case).task(fs, db, options)
     windows = windows_for(
         db,
         fs,
@@ -89,5 +99,8 @@ def train(use_case: str, fs: FeatureSet, db: Path, options: TrainOptions, advanc
         seed=options.seed,
         refit=options.refit,
         on_fitted=lambda _: advance(1),
+        protocol=options.protocol,
+        n_folds=options.folds,
+        tune_trials=options.tune_trials,
     )
     return render(report, task)

@@ -22,13 +22,12 @@ from training.candidates import CANDIDATES
 from training.datasets import Splits, Windows, splits
 from training.evaluate import CostModel, evaluate, rule_baseline_scores
 from training.harness import Column, Evaluation, Predict, Selection, TrainReport, WindowDays, number
-from training.jobs import Advance
+from training.jobs import Advance, TrainOptions
 from training.protocol import field_card_precision_top_k, known_compromised
 from training.pyfunc import ProbabilityModel
 from training.store import connect
 
 THRESHOLD_CANDIDATES = 1000
-FIELD_K = 100
 
 
 def decision_costs(
@@ -103,9 +102,15 @@ class FraudTask:
     noun = "models"
     row_unit = "payments"
 
-    def __init__(self, fs: FeatureSet, cost: CostModel | None = None) -> None:
+    def __init__(self, fs: FeatureSet, cost: CostModel | None = None, top_k: int = 100) -> None:
+        if top_k < 1:
+            raise ValueError(f"top-k must be at least 1 card a day, got {top_k}")
         self.fs = fs
         self.cost = cost or CostModel()
+        self.top_k = top_k
+        self.field_selection = Selection(
+            "prequential_field_card_precision_top_k", higher_is_better=True, heading=f"preq. card prec. top-{top_k}"
+        )
 
     def inputs(self) -> tuple[str, ...]:
         return tuple(self.fs.feature_names)
@@ -125,6 +130,7 @@ class FraudTask:
             "cost_review": self.cost.review_cost,
             "cost_missed_fraud_share": self.cost.missed_fraud_share,
             "cost_blocked_genuine": self.cost.blocked_genuine_cost,
+            "field_top_k": self.top_k,
         }
 
     def fit_baseline(self, frame: pd.DataFrame) -> Predict:
@@ -194,10 +200,28 @@ class FraudTask:
         return {
             "field_roc_auc": float(roc_auc_score(y, scores[keep])) if both else float("nan"),
             "field_ap": float(average_precision_score(y, scores[keep])) if both else float("nan"),
-            f"field_card_precision_top{FIELD_K}": field_card_precision_top_k(
-                y, scores[keep], data.test["event_time"].to_numpy()[keep], data.test[card].to_numpy()[keep], FIELD_K
+            "field_card_precision_top_k": field_card_precision_top_k(
+                y, scores[keep], data.test["event_time"].to_numpy()[keep], data.test[card].to_numpy()[keep], self.top_k
             ),
             "field_excluded_payments": float((~keep).sum()),
+        }
+
+    def fold_score(self, validation: pd.DataFrame, scores: np.ndarray, train: pd.DataFrame) -> dict[str, float]:
+        """A prequential fold's figures: AP, and the field's card precision top-k on the cards its
+        training period did not already know compromised."""
+        card = self.fs.entity_column
+        known = known_compromised(train[card].to_numpy(), train["label"].to_numpy())
+        keep = ~validation[card].isin(known).to_numpy()
+        y = validation["label"].to_numpy()
+        return {
+            "average_precision": float(average_precision_score(y, scores)) if 0 < y.sum() < len(y) else float("nan"),
+            "field_card_precision_top_k": field_card_precision_top_k(
+                y[keep],
+                scores[keep],
+                validation["event_time"].to_numpy()[keep],
+                validation[card].to_numpy()[keep],
+                self.top_k,
+            ),
         }
 
     def wrap(self, estimator: Any, evaluation: Evaluation | None) -> PythonModel:
@@ -210,7 +234,7 @@ class FraudTask:
             ("test AP", lambda r: number(r.test["average_precision"], ".3f")),
             ("card prec. top-k", lambda r: number(r.test["card_precision_top_k"], ".3f")),
             ("field AP", lambda r: number(r.test["field_ap"], ".3f")),
-            (f"field card prec. top-{FIELD_K}", lambda r: number(r.test[f"field_card_precision_top{FIELD_K}"], ".3f")),
+            (f"field card prec. top-{self.top_k}", lambda r: number(r.test["field_card_precision_top_k"], ".3f")),
             (
                 "review / block from",
                 lambda r: (
@@ -248,8 +272,8 @@ class FraudJob:
             f"labels to {result.labels}, merchants to {result.merchants}"
         )
 
-    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> FraudTask:
-        return FraudTask(fs)
+    def task(self, fs: FeatureSet, db: Path, options: TrainOptions) -> FraudTask:
+        return FraudTask(fs, top_k=options.top_k)
 
 
 JOB = FraudJob()

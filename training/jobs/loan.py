@@ -30,7 +30,7 @@ from training import candidates as shared_candidates
 from training import plots
 from training.datasets import Splits, Windows, splits
 from training.harness import Column, Evaluation, Predict, Selection, TrainReport, WindowDays, number
-from training.jobs import Advance
+from training.jobs import Advance, TrainOptions
 from training.loan_policy import (
     Baselines,
     Truth,
@@ -343,9 +343,9 @@ class LoanJob:
             f"master scale and ground truth to {result.folder}"
         )
 
-    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> LoanTask:
+    def task(self, fs: FeatureSet, db: Path, options: TrainOptions) -> LoanTask:
         """Rates are valued by the ground truth when the data folder has one (a simulation)."""
-        truth = data_dir / TRUTH_FILE
+        truth = options.data_dir / TRUTH_FILE
         return LoanTask(fs, load_truth(truth) if truth.exists() else None)
 
 

@@ -29,7 +29,7 @@ from features.store.policy import MARKDOWN_DEPTHS, Spread, markdown_scenario
 from training import plots
 from training.datasets import Splits, Windows
 from training.harness import Column, Evaluation, Predict, Selection, TrainReport, WindowDays, number
-from training.jobs import Advance
+from training.jobs import Advance, TrainOptions
 from training.store_forecast import (
     CANDIDATES,
     NAIVE,
@@ -262,7 +262,7 @@ class StoreJob:
             f"{faulty:,} faulty and {repeated:,} repeated records planted (counted in truth.json)"
         )
 
-    def task(self, fs: FeatureSet, db: Path, data_dir: Path) -> StoreTask:
+    def task(self, fs: FeatureSet, db: Path, options: TrainOptions) -> StoreTask:
         return StoreTask(fs, quality_summary(db, fs))
 
 
