@@ -163,6 +163,8 @@ class FeatureSet(ABC):
     """Names the tables' feed: its topic is `<use case>-<feed>`."""
     groups: ClassVar[tuple[FeatureGroup, ...]] = ()
     """Optional features by the fields they need; `columns` and `feature_names` declare them all."""
+    families: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Model features by what they measure, for the ablation report (`samestream train --ablation`)."""
 
     def __init__(self, fields: Iterable[str] | None = None, references: Iterable[str] | None = None) -> None:
         """`fields`: the optional fields the events carry (None: all of them); `references`: the

@@ -186,3 +186,8 @@ def test_version_is_stable_and_changes_with_parameters(fraud_fs) -> None:
 
     assert FraudFeatureSet(MERCHANTS, secret="other").version == fraud_fs.version
     assert len(fraud_fs.version) == 12
+
+
+def test_every_model_feature_is_in_exactly_one_ablation_family(fraud_fs) -> None:
+    members = [f for family in fraud_fs.families.values() for f in family]
+    assert sorted(members) == sorted(type(fraud_fs).feature_names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -194,3 +195,23 @@ def test_field_protocol_says_when_the_window_is_too_short_for_its_folds(
     assert result.exit_code == 2 and "prequential folds" in result.output
     result = CliRunner().invoke(app, [*command, "--protocol", "banking"])
     assert result.exit_code == 2 and "unknown protocol" in result.output
+
+
+def test_ablation_refits_the_champion_without_each_feature_family(fraud_pipeline: Pipeline, tmp_path: Path) -> None:
+    from samestream_cli import app
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = ["train", "fraud", "--data-dir", str(fraud_pipeline.data_dir), "--db", str(fraud_pipeline.db)]
+    command += ["--secret", fraud_pipeline.secret, "--tracking-uri", uri, "--candidate", "logistic_regression"]
+    result = CliRunner().invoke(app, [*command, "--ablation"])
+    assert result.exit_code == 0, result.output
+    assert "ablation: logistic_regression refitted without one feature family" in result.output
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("fraud")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.role = 'ablation'")
+    metrics = run.data.metrics
+    fs = build_featureset("fraud", fraud_pipeline.data_dir / "fraud", fraud_pipeline.secret)
+    for family in fs.families:
+        name = "_".join(re.findall(r"[a-z0-9]+", family.lower()))
+        assert 0.0 <= metrics[f"test_average_precision__without_{name}"] <= 1.0
+    assert "val_average_precision" in metrics and "test_field_card_precision_top_k" in metrics

@@ -472,6 +472,12 @@ def train(
             min=0, help="Budget of the hyperparameter search per candidate on the prequential folds (0: defaults)."
         ),
     ] = 0,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            "--ablation", help="Refit the champion's candidate without each feature family in turn and report it."
+        ),
+    ] = False,
 ) -> None:
     """Train the candidates on a point-in-time training set; log and register them in MLflow.
 
@@ -495,6 +501,7 @@ def train(
         top_k=top_k,
         folds=folds,
         tune_trials=tune_trials,
+        ablation=ablation,
     )
     mlflow.set_tracking_uri(tracking_uri)
     fs = build_featureset(use_case, data_dir / use_case, secret)

@@ -62,6 +62,7 @@ from threadpoolctl import threadpool_limits
 
 from features.featureset import FeatureSet
 from training import plots
+from training.ablation import Ablated
 from training.candidates import SEARCH_SPACES, model_params
 from training.datasets import Splits, Windows, time_span
 from training.prequential import Fold, FoldScore, fold_metrics, load_folds
@@ -243,6 +244,7 @@ class TrainReport:
     tune_trials: int = 0
     results: list[Result] = field(default_factory=list)
     baseline: Result | None = None
+    ablation: list[Ablated] = field(default_factory=list)
 
     @property
     def champion(self) -> Result | None:
@@ -358,10 +360,27 @@ def run(
     protocol: str = "samestream",
     n_folds: int = 4,
     tune_trials: int = 0,
+    ablation: bool = False,
 ) -> TrainReport:
-    """Load the task's splits (and the folds the protocol or tuning need) and `train` on them."""
+    """Load the task's splits (and the folds the protocol or tuning need) and `train` on them;
+    with `ablation`, refit the champion's candidate without each feature family in turn."""
+    score: FoldScore | None = getattr(task, "fold_score", None)
+    if ablation and (score is None or not task.fs.families):
+        raise ValueError(f"the {task.fs.name} use case declares no feature families and scores to ablate")
     preq = prequential_for(task, db, windows, protocol=protocol, n_folds=n_folds, tune_trials=tune_trials)
-    return train(task, task.load(db, windows), model_name, candidates, seed, refit, on_fitted, preq)
+    data = task.load(db, windows)
+    report = train(task, data, model_name, candidates, seed, refit, on_fitted, preq)
+    champion = report.champion
+    if ablation and champion is not None and score is not None:
+        from training import ablation as ablation_module
+
+        estimator = task.candidates(seed)[champion.candidate]
+        limit = threadpool_limits(task.threads) if task.threads else contextlib.nullcontext()
+        with limit:
+            report.ablation = ablation_module.ablate(estimator, data, task.inputs(), dict(task.fs.families), score)
+        tags = {"featureset_version": task.fs.version, "use_case": task.fs.name, "task_kind": task.kind}
+        ablation_module.log(report.ablation, champion.candidate, tags)
+    return report
 
 
 def train(
@@ -636,7 +655,25 @@ def render(report: TrainReport, task: Task) -> RenderableType:
         f"{w.validation_start:%Y-%m-%d}, test {n['test']:,}; training labels as known at {w.cutoff:%Y-%m-%d}; "
         f"champion by {report.selection.heading}{tuned}; registered as {report.model_name}{fitted}"
     )
-    return Group(summary, table, *task.tables(report))
+    extra: list[RenderableType] = []
+    if report.ablation and report.champion is not None:
+        from training.ablation import table as ablation_table
+
+        metrics = list(report.ablation[0].test)
+        ablated = [
+            (f"{'val' if split == 'validation' else 'test'} {_SHORT.get(m, m.replace('_', ' '))}", split, m)
+            for split in ("validation", "test")
+            for m in metrics
+        ]
+        note = Text(
+            f"ablation with {report.champion.candidate}'s default configuration, fitted on the training part; "
+            "test figures of the field protocol leave out the cards known compromised by then"
+        )
+        extra = [ablation_table(report.ablation, report.champion.candidate, ablated), note]
+    return Group(summary, table, *task.tables(report), *extra)
+
+
+_SHORT = {"average_precision": "AP", "field_card_precision_top_k": "field card prec. top-k"}
 
 
 def _prequential_columns(report: TrainReport) -> list[Column]:

@@ -111,6 +111,34 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "amount": ("log_amount", "foreign_currency"),
+    "time of day and week": ("hour_sin", "hour_cos", "weekend"),
+    "channel and category": (*(f"channel_{c}" for c in CHANNELS), *(f"category_{c}" for c in (*CATEGORIES, "other"))),
+    "payment counts and spend": (
+        "first_payment",
+        "log_secs_since_last",
+        *(f"count_{w}" for w in SPEND_WINDOWS),
+        *(f"log_spend_{w}" for w in SPEND_WINDOWS),
+    ),
+    "amount against the customer's history": (
+        "amount_z",
+        "log_amount_ratio",
+        "log_amount_to_median",
+        "log_amount_to_max",
+    ),
+    "location": ("log_km_from_last", "log_speed_kmh", "log_km_from_usual"),
+    "device and IP": ("new_device", "new_ip"),
+    "merchant risk (delayed labels)": (
+        *(f"merchant_fraud_rate_{w}" for w in RISK_WINDOWS_DAYS),
+        *(f"merchant_frauds_{w}" for w in RISK_WINDOWS_DAYS),
+        *(f"merchant_log_labels_{w}" for w in RISK_WINDOWS_DAYS),
+    ),
+    "customer's known frauds (delayed labels)": tuple(f"customer_frauds_{w}" for w in CUSTOMER_FRAUD_WINDOWS_DAYS),
+    "identity and reference": ("email_matches_name", "reference_has_pii"),
+}
+"""Every feature in one family: what the ablation takes away one at a time."""
+
 GROUPS: tuple[FeatureGroup, ...] = (
     FeatureGroup("card", ("card_number",), ()),
     FeatureGroup("currency", ("currency",), ("foreign_currency",)),
@@ -157,6 +185,7 @@ class FraudFeatureSet(FeatureSet):
     tables: ClassVar[tuple[DailyTable, ...]] = (MERCHANT_RISK, CUSTOMER_FRAUDS)
     feed: ClassVar[str] = "label-events"
     groups: ClassVar[tuple[FeatureGroup, ...]] = GROUPS
+    families: ClassVar[Mapping[str, tuple[str, ...]]] = FAMILIES
     policies: ClassVar[Mapping[str, Policy]] = {
         "payment_id": Policy.KEEP,
         "ts": Policy.KEEP,

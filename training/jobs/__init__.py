@@ -50,6 +50,8 @@ class TrainOptions:
     """Prequential train/validation pairs for the field protocol and for tuning."""
     tune_trials: int = 0
     """Hyperparameter trials per candidate on the prequential folds (0: the defaults, no search)."""
+    ablation: bool = False
+    """Refit the champion's candidate without each feature family in turn, and report the figures."""
 
 
 class Job(Protocol):
@@ -102,5 +104,6 @@ def train(use_case: str, fs: FeatureSet, db: Path, options: TrainOptions, advanc
         protocol=options.protocol,
         n_folds=options.folds,
         tune_trials=options.tune_trials,
+        ablation=options.ablation,
     )
     return render(report, task)
