@@ -3,9 +3,10 @@
 Simulates a fraud history, fits the real logistic regression and XGBoost candidates
 (`training.candidates`) on its feature rows, then measures:
 
-1. per row, on the path the live scorer takes (`ProbabilityModel.predict_one`, then
-   `reasons_one`): the median and p99 µs of the prediction and of the reasons, and the reasons
-   per row when a challenger asks for a batch (`reasons` on `--batch` rows at once);
+1. per row: the median µs of the prediction alone (`ProbabilityModel.predict_one`, what the
+   scorer calls for a model without reasons) and the median and p99 µs of the score with its
+   reasons (`explained_one`, the path the live scorer takes), and their cost per row when a
+   challenger asks for a batch (`explained` on `--batch` rows at once);
 2. unless `--skip-live`: the live scorer's decision latency (each record's `latency_ms`, from the
    feature row's publication to its decision) with feature rows paced at `--rate` per second on
    the local broker, for each family with reasons and without (the same model registered as a
@@ -52,8 +53,8 @@ _decode = msgspec.json.Decoder(dict).decode
 class WithoutReasons(ProbabilityModel):
     """The same model, offering no reasons: what the scorer does for a model registered before them."""
 
-    reasons = None  # type: ignore[assignment]
-    reasons_one = None  # type: ignore[assignment]
+    explained = None  # type: ignore[assignment]
+    explained_one = None  # type: ignore[assignment]
 
 
 def simulate(root: Path, payments: int) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
@@ -69,22 +70,23 @@ def simulate(root: Path, payments: int) -> tuple[Any, list[dict[str, Any]], np.n
 
 
 def per_row(model: ProbabilityModel, x: np.ndarray, batch: int) -> dict[str, float]:
-    """µs per row of the prediction and of the reasons, one row at a time, and batched reasons."""
+    """µs per row of the prediction alone and of the score with its reasons, one row at a time,
+    and of the score with its reasons in batches."""
     rows = x.tolist()
     for row in rows[:200]:  # builds the fast paths, warms the caches
         model.predict_one(row)
-        model.reasons_one(row)
+        model.explained_one(row)
     predict, reasons = [], []
     for row in rows:
         started = time.perf_counter()
         model.predict_one(row)
         middle = time.perf_counter()
-        model.reasons_one(row)
+        model.explained_one(row)
         reasons.append(time.perf_counter() - middle)
         predict.append(middle - started)
     started = time.perf_counter()
     for at in range(0, len(x), batch):
-        model.reasons(x[at : at + batch])
+        model.explained(x[at : at + batch])
     batched = (time.perf_counter() - started) / len(x)
     us = 1e6
     return {
@@ -215,9 +217,9 @@ def main() -> None:
         for family, model in models.items():
             cost = per_row(model, timed, args.batch)
             print(
-                f"  {family:<20} predict p50 {cost['predict_p50']:7.1f} µs | "
-                f"reasons p50 {cost['reasons_p50']:7.1f} µs, "
-                f"p99 {cost['reasons_p99']:7.1f} µs | batched reasons {cost['batched']:6.1f} µs/row"
+                f"  {family:<20} predict alone p50 {cost['predict_p50']:7.1f} µs | "
+                f"score and reasons p50 {cost['reasons_p50']:7.1f} µs, "
+                f"p99 {cost['reasons_p99']:7.1f} µs | batched {cost['batched']:6.1f} µs/row"
             )
         if args.skip_live:
             return

@@ -107,8 +107,8 @@ class Thresholds:
 
 class FraudDecider:
     """A payment's fraud score, cut by the version's `threshold_review` / `threshold_block` tags,
-    and its reasons: the three inputs that pushed the score up most (`LoadedModel.reasons_one`),
-    null for a model that offers none.
+    and its reasons: the three inputs that pushed the score up most (`LoadedModel.explained_one`,
+    score and reasons from one pass), null for a model that offers none.
 
     A version with unusable thresholds still scores, with the defaults (and a warning): a
     fraud check must answer every payment.
@@ -131,17 +131,17 @@ class FraudDecider:
             return Thresholds()
 
     def decide(self, model: LoadedModel, row: Mapping[str, Any], values: list[float]) -> dict[str, Any]:
-        score = model.predict_one(values)
-        reasons = model.reasons_one(values) if model.reasons_one is not None else None
+        explained = model.explained_one(values) if model.explained_one is not None else None
+        score, reasons = explained if explained is not None else (model.predict_one(values), None)
         return {"score": score, "decision": model.policy.decide(score), "reasons": reasons}
 
     def decide_batch(
         self, model: LoadedModel, rows: Sequence[Mapping[str, Any]], values: NDArray[np.float64]
     ) -> list[dict[str, Any]]:
         decide = model.policy.decide
-        scores = model.predict_many(values).tolist()
-        found = model.reasons_many(values) if model.reasons_many is not None else None
-        reasons: list[Any] = found if found is not None else [None] * len(scores)
+        explained = model.explained_many(values) if model.explained_many is not None else None
+        found, reasons = explained if explained is not None else (model.predict_many(values), [None] * len(values))
+        scores = found.tolist()
         return [
             {"score": score, "decision": decide(score), "reasons": why}
             for score, why in zip(scores, reasons, strict=True)

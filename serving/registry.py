@@ -53,11 +53,14 @@ class LoadedModel:
     `predict`: for deciders that ask one row several questions (a rate grid, markdown depths)."""
     featureset_version: str
     """The FeatureSet version the model was trained on: it scores rows of that version only."""
-    reasons_one: Callable[[Sequence[float]], list[dict[str, Any]] | None] | None = None
-    """One row of model inputs -> the inputs that pushed its score up most (`training.pyfunc`'s
-    `reasons`), or None: a model registered without them decides without reasons."""
-    reasons_many: Callable[[NDArray[np.float64]], list[list[dict[str, Any]]] | None] | None = None
-    """`reasons_one` for rows of model inputs at once."""
+    explained_one: Callable[[Sequence[float]], tuple[float, list[dict[str, Any]]] | None] | None = None
+    """One row of model inputs -> its prediction and the inputs that pushed it up most, from one
+    pass over the model (`training.pyfunc.ProbabilityModel.explained`); None, or a None result:
+    a model without reasons, which decides with `predict_one` alone."""
+    explained_many: (
+        Callable[[NDArray[np.float64]], tuple[NDArray[np.float64], list[list[dict[str, Any]]]] | None] | None
+    ) = None
+    """`explained_one` for rows of model inputs at once."""
 
     @property
     def label(self) -> str:
@@ -145,8 +148,8 @@ class Registry:
             predict_one=_row_predictor(pyfunc, inner, names),
             predict_many=_batch_predictor(pyfunc, names),
             featureset_version=trained_on,
-            reasons_one=getattr(inner, "reasons_one", None),
-            reasons_many=getattr(inner, "reasons", None),
+            explained_one=getattr(inner, "explained_one", None),
+            explained_many=getattr(inner, "explained", None),
         )
 
     def _params(self, version: Any) -> dict[str, str]:

@@ -76,24 +76,39 @@ def test_an_obviously_fraudulent_row_is_blamed_on_the_feature_that_made_it_so(
     _, model, _ = fitted
     row = [0.0] * len(NAMES)
     row[NAMES.index(TELLING)] = 4.0
-    assert model.predict_one(row) > 0.9
-    reasons = model.reasons_one(row)
-    assert reasons is not None and len(reasons) == REASONS
+    explained = model.explained_one(row)
+    assert explained is not None and explained[0] > 0.9
+    reasons = explained[1]
+    assert len(reasons) == REASONS
     assert reasons[0]["feature"] == TELLING and reasons[0]["contribution"] > 1.0
     contributions = [r["contribution"] for r in reasons]
     assert contributions == sorted(contributions, reverse=True)
     assert all(set(r) == {"feature", "contribution"} for r in reasons)
 
 
-def test_one_row_at_a_time_gives_the_batch_reasons(fitted: tuple[str, ProbabilityModel, np.ndarray]) -> None:
+def test_one_row_at_a_time_gives_the_batch_score_and_reasons(fitted: tuple[str, ProbabilityModel, np.ndarray]) -> None:
     _, model, x = fitted
-    assert [model.reasons_one(row) for row in x[:100].tolist()] == model.reasons(x[:100])
+    batch = model.explained(x[:100])
+    assert batch is not None
+    one = [model.explained_one(row) for row in x[:100].tolist()]
+    assert [o[1] for o in one if o] == batch[1] == model.reasons(x[:100])
+    assert [o[0] for o in one if o] == batch[0].tolist(), "the live and the batch score of a row are the same number"
+
+
+def test_the_explained_score_is_the_models_prediction(fitted: tuple[str, ProbabilityModel, np.ndarray]) -> None:
+    family, model, x = fitted
+    explained = model.explained(x)
+    assert explained is not None
+    tolerance = 1e-6 if family == "xgboost" else 1e-12  # XGBoost predicts in float32
+    np.testing.assert_allclose(explained[0], model.estimator.predict_proba(x)[:, 1], rtol=0, atol=tolerance)
+    np.testing.assert_allclose([model.predict_one(row) for row in x[:50].tolist()], explained[0][:50], atol=tolerance)
 
 
 def test_a_family_without_a_fast_explanation_gives_no_reasons() -> None:
     x, y = _data(missing=False)
     model = ProbabilityModel(RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y), NAMES)
-    assert model.contributions(x[:3]) is None and model.reasons(x[:3]) is None and model.reasons_one(x[0]) is None
+    assert model.contributions(x[:3]) is None and model.reasons(x[:3]) is None
+    assert model.explained(x[:3]) is None and model.explained_one(x[0]) is None
 
 
 def _loaded(model: Any) -> LoadedModel:
@@ -107,8 +122,8 @@ def _loaded(model: Any) -> LoadedModel:
         predict_one=model.predict_one,
         predict_many=lambda rows: model.predict(None, pd.DataFrame(rows, columns=list(NAMES))),
         featureset_version="v",
-        reasons_one=getattr(model, "reasons_one", None),
-        reasons_many=getattr(model, "reasons", None),
+        explained_one=getattr(model, "explained_one", None),
+        explained_many=getattr(model, "explained", None),
     )
 
 
@@ -119,7 +134,7 @@ def test_every_fraud_decision_carries_its_reasons_alone_or_in_a_batch() -> None:
     rows = np.concatenate([x[np.argsort(-telling)[:20]], x[:30]])
     one = [decider.decide(loaded, {}, row) for row in rows.tolist()]
     assert {d["decision"] for d in one} == {"approve", "review", "block"}
-    assert all(d["reasons"] == model.reasons_one(row) and d["reasons"] for d, row in zip(one, rows, strict=True))
+    assert all(d["reasons"] == model.reasons(row)[0] and d["reasons"] for d, row in zip(one, rows, strict=True))
     batch = decider.decide_batch(loaded, [{}] * len(rows), rows)
     assert [d["reasons"] for d in batch] == [d["reasons"] for d in one]
-    assert [d["score"] for d in batch] == pytest.approx([d["score"] for d in one], abs=1e-6)
+    assert [d["score"] for d in batch] == [d["score"] for d in one]

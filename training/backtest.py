@@ -7,8 +7,10 @@ for every row (`supplied`, e.g. `--rate`), else from the row's own label in the 
 loan outcome records the rate that was offered); rows with neither are left out and counted.
 
 With `reasons` (fraud), each scored row also gets the model's reasons, the JSON the live
-decision record carries in its `reasons` field (`training.pyfunc.ProbabilityModel.reasons`):
-null for a model that offers none.
+decision record carries in its `reasons` field, and the score the live scorer gives with them:
+both from one pass over the model (`training.pyfunc.ProbabilityModel.explained`), so the live
+and the batch decision of a row are the same numbers. Reasons are null, and the score the
+model's `predict`, for a model that offers none.
 """
 
 from __future__ import annotations
@@ -123,20 +125,22 @@ def score(
         }
     )
     if reasons:
-        scores.insert(scores.columns.get_loc("score") + 1, "reasons", _reasons(model, frame[inputs]))
+        explained = _explained(model, frame[inputs])
+        found: list[str | None] = [None] * len(frame)
+        if explained is not None:
+            scores["score"] = explained[0]
+            found = [msgspec.json.encode(why).decode() for why in explained[1]]
+        scores.insert(scores.columns.get_loc("score") + 1, "reasons", found)
     return Backtest(scores, len(history.dead_letters), outside, int((~complete).sum()))
 
 
-def _reasons(model: Any, inputs: pd.DataFrame) -> list[str | None]:
-    """Each row's reasons as JSON text (a list of {feature, contribution}), None if the model has none."""
+def _explained(model: Any, inputs: pd.DataFrame) -> tuple[Any, list[list[dict[str, Any]]]] | None:
+    """Each row's score and reasons from the model's `explained`; None if the model has none."""
     try:
-        explain = getattr(model.unwrap_python_model(), "reasons", None)
+        explain = getattr(model.unwrap_python_model(), "explained", None)
     except Exception:  # not a python-function model: no reasons
         explain = None
-    found = explain(inputs.to_numpy(dtype="float64")) if explain is not None and len(inputs) else None
-    if found is None:
-        return [None] * len(inputs)
-    return [msgspec.json.encode(why).decode() for why in found]
+    return explain(inputs.to_numpy(dtype="float64")) if explain is not None and len(inputs) else None
 
 
 def write_scores(scores: pd.DataFrame, out: Path, use_case: str) -> str:
