@@ -68,6 +68,10 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
         [PY, "bench/bench_live.py", "--parts", "features", "--tp-repeats", "2"],
     ),
     ("Scorer throughput on the local broker (fraud)", [PY, "bench/bench_live.py", "--parts", "scorer"]),
+    (
+        "Reason codes: cost per fraud decision and the scorer's p50 at 1,000 payments/s",
+        [PY, "bench/bench_reasons.py"],
+    ),
 ]
 
 
