@@ -69,7 +69,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ),
     ("Scorer throughput on the local broker (fraud)", [PY, "bench/bench_live.py", "--parts", "scorer"]),
     (
-        "Reason codes: cost per fraud decision and the scorer's p50 at 1,000 payments/s",
+        "Reason codes on fraud decisions: cost per decision and live p50 at 1,000 payments/s",
         [PY, "bench/bench_reasons.py"],
     ),
 ]
